@@ -1,0 +1,1 @@
+"""bida_app.models."""
