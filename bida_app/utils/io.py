@@ -22,8 +22,9 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
     suffix = "".join(final.suffixes)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name.split('.')[0]}.", suffix=suffix,
-                               dir=final.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{final.name.split('.')[0]}.", suffix=suffix, dir=final.parent
+    )
     os.close(fd)
     tmp_path = Path(tmp)
     try:
