@@ -1,0 +1,99 @@
+"""Entry point of ``bida`` (console script) and ``run.py`` (container ENTRYPOINT)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+from pathlib import Path
+
+from ..errors import BidaError
+
+LOGGER = logging.getLogger("bida")
+
+#: Sub-commands: name -> module exposing ``main(argv) -> int``.
+COMMANDS = {
+    "demo-data": "bida_app.cli.demo",
+    "simulate": "bida_app.cli.simulate",
+}
+
+
+def setup_logging(verbosity: int) -> None:
+    """INFO for bida by default; ``-v`` adds DEBUG; ``-vv`` also Nipype/pybids debug output."""
+    level = logging.DEBUG if verbosity >= 1 else logging.INFO
+    logging.basicConfig(
+        level=logging.WARNING if verbosity < 2 else logging.DEBUG,
+        format="%(asctime)s %(name)s %(levelname)s: %(message)s",
+        datefmt="%H:%M:%S",
+        force=True,
+    )
+    logging.getLogger("bida").setLevel(level)
+    logging.getLogger("bida_app").setLevel(level)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run ``bida``; return (and, as a console script, exit with) the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in COMMANDS:
+            setup_logging(0)
+            module = importlib.import_module(COMMANDS[argv[0]])
+            return int(module.main(argv[1:]))
+        return _bids_app(argv)
+    except BidaError as exc:
+        LOGGER.error("%s", exc)
+        return int(exc.code)
+    except KeyboardInterrupt:
+        LOGGER.error("interrupted")
+        return 130
+
+
+def _bids_app(argv: list[str]) -> int:
+    from ..config import RunConfig
+    from .parser import build_parser
+
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbosity)
+    cfg = RunConfig(
+        bids_dir=str(args.bids_dir),
+        output_dir=str(args.output_dir),
+        analysis_level=args.analysis_level,
+        work_dir=str(args.work_dir or ""),
+        participant_label=list(args.participant_label),
+        session_label=list(args.session_label),
+        skip_bids_validator=args.skip_bids_validator,
+        method=args.method,
+        device=args.device,
+        seed=args.seed,
+        anisotropy_threshold=args.anisotropy_threshold,
+        target_resolution=args.target_resolution or 0.0,
+        header_scale=args.header_scale,
+        nprocs=args.nprocs,
+        omp_nthreads=args.omp_nthreads,
+        mem_gb=args.mem_gb or 0.0,
+        overwrite=args.overwrite,
+        steps=args.steps,
+        eta=args.eta,
+        n_samples=args.n_samples,
+        weights=str(args.weights or ""),
+        prior=args.prior,
+        n4=args.n4,
+        plugin=args.plugin or "",
+        plugin_args=args.plugin_args or "",
+        write_graph=args.write_graph,
+        stop_on_first_crash=args.stop_on_first_crash,
+        reports_only=args.reports_only,
+        verbosity=args.verbosity,
+    )
+    if cfg.analysis_level == "participant":
+        from .participant import run_participant, runtime_env
+
+        runtime_env(Path(cfg.work_dir or Path(cfg.output_dir) / "work").resolve())
+        return run_participant(cfg)
+    from .group import run_group
+
+    return run_group(cfg)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Command-line parser of the BIDS App (``bida bids_dir output_dir analysis_level``)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..errors import ExitCode
+
+
+class BidaArgumentParser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors exit with code 64 and a one-line message."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.print_usage(sys.stderr)
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        raise SystemExit(int(ExitCode.USAGE))
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def build_parser() -> BidaArgumentParser:
+    """The BIDS-App parser. Underscore and hyphen spellings of options are both accepted."""
+    p = BidaArgumentParser(
+        prog="bida",
+        description="bida: zero-shot super-resolution of thick-slice rodent T2w MRI "
+        "(Biplanar DDNM Averaging). Other commands: bida demo-data | simulate | models | "
+        "train | evaluate (run 'bida COMMAND -h').",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("bids_dir", type=Path, help="root of the input BIDS dataset (read only)")
+    p.add_argument("output_dir", type=Path, help="output folder (a BIDS derivatives dataset)")
+    p.add_argument(
+        "analysis_level",
+        choices=["participant", "group"],
+        help="participant: super-resolve runs; group: QC report over outputs",
+    )
+
+    g = p.add_argument_group("selecting data")
+    g.add_argument(
+        "--participant_label",
+        "--participant-label",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="participants to process (with or without 'sub-')",
+    )
+    g.add_argument(
+        "--session_label",
+        "--session-label",
+        nargs="+",
+        default=[],
+        metavar="LABEL",
+        help="sessions to process (with or without 'ses-')",
+    )
+    g.add_argument(
+        "--skip_bids_validator",
+        "--skip-bids-validator",
+        action="store_true",
+        help="do not validate the input dataset with pybids",
+    )
+    g.add_argument(
+        "--anisotropy_threshold",
+        "--anisotropy-threshold",
+        type=_positive_float,
+        default=1.5,
+        help="max/min voxel-size ratio above which a run is processed",
+    )
+    g.add_argument(
+        "--header_scale",
+        "--header-scale",
+        type=_positive_float,
+        default=1.0,
+        help="multiply voxel sizes by this factor (0.1 fixes x10 rodent headers)",
+    )
+
+    g = p.add_argument_group("super-resolution")
+    g.add_argument(
+        "--method",
+        choices=["cubic", "bida"],
+        default="cubic",
+        help="cubic B-spline interpolation (baseline) or BiDA diffusion SR",
+    )
+    g.add_argument(
+        "--target_resolution",
+        "--target-resolution",
+        type=_positive_float,
+        default=None,
+        metavar="MM",
+        help="through-plane voxel size of the output (default: in-plane size)",
+    )
+    g.add_argument("--steps", type=_positive_int, default=16, help="DDIM steps (bida)")
+    g.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity (bida)")
+    g.add_argument(
+        "--n_samples",
+        "--n-samples",
+        type=_positive_int,
+        default=1,
+        help="posterior samples; >1 also writes a desc-bidaStd uncertainty map",
+    )
+    g.add_argument(
+        "--weights",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder of plane models from 'bida train' (default: shipped weights)",
+    )
+    g.add_argument(
+        "--prior",
+        choices=["pretrained", "self"],
+        default="pretrained",
+        help="shipped/--weights priors, or a scan-adaptive prior fit on the scan",
+    )
+    g.add_argument(
+        "--no_n4", "--no-n4", dest="n4", action="store_false", help="skip N4 bias-field correction"
+    )
+    g.add_argument("--seed", type=int, default=0, help="random seed")
+
+    g = p.add_argument_group("resources and execution")
+    g.add_argument(
+        "-w",
+        "--work_dir",
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="work directory (default: OUTPUT_DIR/work); reused to resume",
+    )
+    g.add_argument(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default="auto",
+        help="torch device for bida; auto falls back to CPU with a warning",
+    )
+    g.add_argument(
+        "--nprocs",
+        "--n_cpus",
+        "--n-cpus",
+        type=_positive_int,
+        default=1,
+        help="processes for the MultiProc plugin",
+    )
+    g.add_argument(
+        "--omp_nthreads",
+        "--omp-nthreads",
+        type=_positive_int,
+        default=1,
+        help="threads per process (ITK, torch)",
+    )
+    g.add_argument(
+        "--mem_gb",
+        "--mem-gb",
+        type=_positive_float,
+        default=None,
+        help="memory limit for the scheduler (GB)",
+    )
+    g.add_argument(
+        "--plugin", default=None, help="Nipype plugin (Linear, MultiProc, SLURM, SGE, PBS, ...)"
+    )
+    g.add_argument(
+        "--plugin_args",
+        "--plugin-args",
+        default=None,
+        help='plugin arguments as JSON, e.g. \'{"sbatch_args": "-p gpu"}\'',
+    )
+    g.add_argument(
+        "--write_graph",
+        "--write-graph",
+        action="store_true",
+        help="write the workflow graph into the work directory",
+    )
+    g.add_argument(
+        "--stop_on_first_crash",
+        "--stop-on-first-crash",
+        action="store_true",
+        help="stop at the first failing node",
+    )
+    g.add_argument("--overwrite", action="store_true", help="recompute existing outputs")
+    g.add_argument(
+        "--reports_only",
+        "--reports-only",
+        action="store_true",
+        help="only regenerate reports from existing derivatives",
+    )
+
+    g = p.add_argument_group("other")
+    g.add_argument(
+        "-v",
+        "--verbose",
+        dest="verbosity",
+        action="count",
+        default=0,
+        help="more messages (-vv for debug output of Nipype and pybids)",
+    )
+    g.add_argument("--version", action="version", version=f"bida {__version__}")
+    return p

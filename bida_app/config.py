@@ -1,0 +1,71 @@
+"""One serialisable configuration object per run (written as TOML into the work dir)."""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from . import __version__
+
+
+@dataclass
+class RunConfig:
+    """Every option of a participant/group run, resolved to plain values."""
+
+    bids_dir: str
+    output_dir: str
+    analysis_level: str
+    work_dir: str = ""
+    participant_label: list[str] = field(default_factory=list)
+    session_label: list[str] = field(default_factory=list)
+    skip_bids_validator: bool = False
+    method: str = "cubic"
+    device: str = "auto"
+    seed: int = 0
+    anisotropy_threshold: float = 1.5
+    target_resolution: float = 0.0  # 0: in-plane resolution of each run
+    header_scale: float = 1.0
+    nprocs: int = 1
+    omp_nthreads: int = 1
+    mem_gb: float = 0.0
+    overwrite: bool = False
+    steps: int = 16
+    eta: float = 0.0
+    n_samples: int = 1
+    weights: str = ""
+    prior: str = "pretrained"
+    n4: bool = True
+    plugin: str = ""
+    plugin_args: str = ""
+    write_graph: bool = False
+    stop_on_first_crash: bool = False
+    reports_only: bool = False
+    verbosity: int = 0
+    version: str = __version__
+
+    def to_toml(self, path: str | Path) -> Path:
+        """Write the configuration as a flat TOML table ``[bida]``."""
+        lines = ["[bida]"]
+        for key, value in asdict(self).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        Path(path).write_text("\n".join(lines) + "\n")
+        return Path(path)
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> RunConfig:
+        """Read a configuration written by :meth:`to_toml` (unknown keys are ignored)."""
+        data = tomllib.loads(Path(path).read_text()).get("bida", {})
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'
