@@ -25,10 +25,15 @@ def setup_logging(verbosity: int) -> None:
         level=logging.WARNING if verbosity < 2 else logging.DEBUG,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",
         datefmt="%H:%M:%S",
-        force=True,
     )
     logging.getLogger("bida").setLevel(level)
     logging.getLogger("bida_app").setLevel(level)
+
+
+def report_error(message: str) -> None:
+    """Print a one-line error to stderr (not through logging, so it is always shown)."""
+    sys.stderr.write(f"bida: error: {message}\n")
+    sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             return int(module.main(argv[1:]))
         return _bids_app(argv)
     except BidaError as exc:
-        LOGGER.error("%s", exc)
+        report_error(str(exc))
         return int(exc.code)
     except KeyboardInterrupt:
         LOGGER.error("interrupted")

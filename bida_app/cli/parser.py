@@ -9,6 +9,8 @@ from pathlib import Path
 from .. import __version__
 from ..errors import ExitCode
 
+ANALYSIS_LEVELS = ("participant", "group")
+
 
 class BidaArgumentParser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors exit with code 64 and a one-line message."""
@@ -17,6 +19,18 @@ class BidaArgumentParser(argparse.ArgumentParser):
         self.print_usage(sys.stderr)
         sys.stderr.write(f"{self.prog}: error: {message}\n")
         raise SystemExit(int(ExitCode.USAGE))
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        ns = super().parse_args(args, namespace)
+        level = getattr(ns, "analysis_level", None)
+        if level is not None and level not in ANALYSIS_LEVELS:
+            self.print_usage(sys.stderr)
+            sys.stderr.write(
+                f"{self.prog}: error: unknown analysis level {level!r} "
+                f"(choose from {', '.join(ANALYSIS_LEVELS)})\n"
+            )
+            raise SystemExit(int(ExitCode.UNKNOWN_LEVEL))
+        return ns
 
 
 def _positive_float(text: str) -> float:
@@ -46,7 +60,7 @@ def build_parser() -> BidaArgumentParser:
     p.add_argument("output_dir", type=Path, help="output folder (a BIDS derivatives dataset)")
     p.add_argument(
         "analysis_level",
-        choices=["participant", "group"],
+        metavar="{participant,group}",
         help="participant: super-resolve runs; group: QC report over outputs",
     )
 

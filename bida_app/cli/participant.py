@@ -116,7 +116,6 @@ def _process(run: T2wRun, cfg: RunConfig, out_dir: Path) -> RunOutcome:
 
         process_run(run, cfg, out_dir)
     except BidaError as exc:
-        LOGGER.error("%s", exc)
         return RunOutcome(run, "failed", str(exc), int(exc.code))
     except Exception as exc:  # keep going with the other runs
         LOGGER.exception("%s: processing failed", run.path)
@@ -136,6 +135,10 @@ def _summarise(outcomes: list[RunOutcome]) -> int:
     failed = [o for o in outcomes if o.status == "failed"]
     if not failed:
         return int(ExitCode.OK)
+    from .main import report_error
+
+    for o in failed:
+        report_error(o.message)
     return failed[0].code or int(ExitCode.FAILURE)
 
 
