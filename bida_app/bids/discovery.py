@@ -66,6 +66,28 @@ class T2wRun:
         """Finest in-plane voxel size."""
         return float(min(z for i, z in enumerate(self.zooms) if i != self.through_axis))
 
+    def to_dict(self) -> dict:
+        """Plain description passed to workflow nodes and sidecars."""
+        return {
+            "path": str(self.path),
+            "relpath": self.relpath,
+            "entities": {
+                k: (v if isinstance(v, (str, int, float)) else str(v))
+                for k, v in self.entities.items()
+            },
+            "shape": list(self.shape),
+            "zooms": list(self.zooms),
+            "through_axis": self.through_axis,
+            "world_axis": self.world_axis,
+            "anisotropy": self.anisotropy,
+            "thickness_mm": self.thickness_mm,
+            "thickness_source": self.thickness_source,
+            "spacing_mm": self.spacing_mm,
+            "inplane_mm": self.inplane_mm,
+            "warnings": list(self.warnings),
+            "label": self.label,
+        }
+
     @property
     def label(self) -> str:
         """Short name for logs: the file name without extension."""

@@ -77,13 +77,45 @@ def run_participant(cfg: RunConfig) -> int:
             header_scale=cfg.header_scale,
         )
         cfg.to_toml(work_dir / "config.toml")
-        outcomes = [_process(run, cfg, out_dir) for run in runs]
+        outcomes = [_triage(run, cfg, out_dir) for run in runs]
+        todo = [o for o in outcomes if o.status == "todo"]
+        if todo:
+            _run_workflow(todo, cfg, out_dir, work_dir)
+        write_status(out_dir, outcomes)
     finally:
         write_dataset_description(out_dir, bids_dir)
     return _summarise(outcomes)
 
 
-def _process(run: T2wRun, cfg: RunConfig, out_dir: Path) -> RunOutcome:
+def write_status(out_dir: Path, outcomes: list[RunOutcome]) -> Path:
+    """Merge this run's outcomes into ``logs/bida_status.json`` (read by the group level)."""
+    import json
+
+    from ..utils.io import write_json
+
+    path = out_dir / "logs" / "bida_status.json"
+    try:
+        entries = {e["run"]: e for e in json.loads(path.read_text())}
+    except (OSError, ValueError, KeyError, TypeError):
+        entries = {}
+    for o in outcomes:
+        entries[o.run.relpath] = {
+            "run": o.run.relpath,
+            "subject": o.run.entities.get("subject"),
+            "session": o.run.entities.get("session"),
+            "status": o.status,
+            "message": o.message,
+            "code": o.code,
+            "version": __version__,
+        }
+    return write_json(path, sorted(entries.values(), key=lambda e: e["run"]))
+
+
+def _triage(run: T2wRun, cfg: RunConfig, out_dir: Path) -> RunOutcome:
+    """Decide what to do with a run: skip it, reject bad data, or process it."""
+    from ..bids.sidecar import sidecar_path
+    from ..utils.nifti import load_volume
+
     if not needs_sr(run, cfg.anisotropy_threshold):
         LOGGER.info(
             "%s: isotropic enough (anisotropy %.2f <= %.2f), skipped",
@@ -93,34 +125,44 @@ def _process(run: T2wRun, cfg: RunConfig, out_dir: Path) -> RunOutcome:
         )
         return RunOutcome(run, "skipped-isotropic")
     target = derivative_path(out_dir, run.entities, cfg.method)
-    if (
-        target.exists()
-        and target.with_name(target.name.replace(".nii.gz", ".json")).exists()
-        and not cfg.overwrite
-    ):
+    if target.exists() and sidecar_path(target).exists() and not cfg.overwrite:
         LOGGER.info(
             "%s: %s exists, skipped (use --overwrite to recompute)", run.label, target.name
         )
         return RunOutcome(run, "skipped-existing")
+    try:
+        load_volume(run.path, header_scale=cfg.header_scale)
+    except BidaError as exc:
+        return RunOutcome(run, "failed", str(exc), int(exc.code))
     LOGGER.info(
-        "%s: %s through-plane (%s, %.3g mm slices, %.3g mm spacing) -> %s",
+        "%s: %s through-plane, %.3g mm slices (%s), %.3g mm spacing -> %s",
         run.label,
         run.world_axis,
-        run.thickness_source,
         run.thickness_mm,
+        run.thickness_source,
         run.spacing_mm,
         cfg.method,
     )
-    try:
-        from ..workflows.direct import process_run
+    return RunOutcome(run, "todo")
 
-        process_run(run, cfg, out_dir)
-    except BidaError as exc:
-        return RunOutcome(run, "failed", str(exc), int(exc.code))
-    except Exception as exc:  # keep going with the other runs
-        LOGGER.exception("%s: processing failed", run.path)
-        return RunOutcome(run, "failed", f"{run.path}: {exc}", int(ExitCode.FAILURE))
-    return RunOutcome(run, "done")
+
+def _run_workflow(todo: list[RunOutcome], cfg: RunConfig, out_dir: Path, work_dir: Path) -> None:
+    """Build and run the Nipype workflow; mark each run done or failed."""
+    from ..bids.sidecar import sidecar_path
+    from ..workflows.base import init_bida_wf, run_wf_name
+    from ..workflows.execute import crash_message, quiet_nipype, run_workflow
+
+    quiet_nipype(cfg.verbosity)
+    infos = [o.run.to_dict() for o in todo]
+    wf = init_bida_wf(infos, cfg, out_dir, work_dir / f"bida_{__version__.replace('.', '_')}")
+    run_workflow(wf, cfg, out_dir)
+    for outcome, info in zip(todo, infos, strict=True):
+        if sidecar_path(derivative_path(out_dir, outcome.run.entities, cfg.method)).exists():
+            outcome.status = "done"
+        else:
+            outcome.status = "failed"
+            outcome.code = int(ExitCode.FAILURE)
+            outcome.message = f"{outcome.run.path}: {crash_message(out_dir, run_wf_name(info))}"
 
 
 def _summarise(outcomes: list[RunOutcome]) -> int:

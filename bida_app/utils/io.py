@@ -35,7 +35,7 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-def write_json(path: str | os.PathLike[str], data: dict[str, Any]) -> Path:
+def write_json(path: str | os.PathLike[str], data: dict[str, Any] | list[Any]) -> Path:
     """Write ``data`` as indented JSON atomically and return the final path."""
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, sort_keys=False, default=_jsonable) + "\n")

@@ -1,0 +1,1 @@
+"""Thin Nipype interfaces around bida's pure functions (niworkflows ``SimpleInterface`` style)."""

@@ -1,0 +1,95 @@
+"""Interfaces that read inputs and write BIDS derivatives."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+from nipype.interfaces.base import (
+    BaseInterfaceInputSpec,
+    File,
+    SimpleInterface,
+    TraitedSpec,
+    isdefined,
+    traits,
+)
+
+from ._base import Timer, out_path, read_info
+
+
+class _LoadT2wInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="input T2w NIfTI (BIDS dataset)")
+    header_scale = traits.Float(1.0, usedefault=True, desc="scale applied to the affine")
+
+
+class _LoadT2wOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="validated float32 copy (non-finite voxels set to 0)")
+
+
+class LoadT2w(SimpleInterface):
+    """Validate and load a T2w run (see :func:`bida_app.utils.nifti.load_volume`)."""
+
+    input_spec = _LoadT2wInputSpec
+    output_spec = _LoadT2wOutputSpec
+
+    def _run_interface(self, runtime):
+        from ..utils.nifti import load_volume
+
+        img = load_volume(self.inputs.in_file, header_scale=self.inputs.header_scale)
+        self._results["out_file"] = out_path(runtime, "input_T2w.nii.gz")
+        nib.save(img, self._results["out_file"])
+        return runtime
+
+
+class _SinkInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="super-resolved image")
+    std_file = File(exists=True, desc="posterior standard deviation (BiDA, K > 1)")
+    info_files = traits.List(File(exists=True), desc="JSON info of the upstream nodes")
+    run_info = traits.Dict(mandatory=True, desc="run description (entities, relpath, ...)")
+    output_dir = traits.Str(mandatory=True, desc="derivatives root")
+    method = traits.Str(mandatory=True, desc="method label used as desc-<method>")
+    config = traits.Dict(desc="run options recorded in the sidecar")
+
+
+class _SinkOutputSpec(TraitedSpec):
+    out_file = File(desc="derivative NIfTI")
+    out_sidecar = File(desc="derivative JSON sidecar")
+    std_file = File(desc="uncertainty derivative")
+
+
+class DerivativesSink(SimpleInterface):
+    """Write a run's derivative and its sidecar atomically into the output dataset."""
+
+    input_spec = _SinkInputSpec
+    output_spec = _SinkOutputSpec
+
+    def _run_interface(self, runtime):
+        from ..bids.sidecar import build_sidecar, write_derivative
+
+        infos = (
+            [read_info(p) for p in self.inputs.info_files]
+            if isdefined(self.inputs.info_files)
+            else []
+        )
+        with Timer() as t:
+            std = self.inputs.std_file if isdefined(self.inputs.std_file) else None
+            meta = build_sidecar(
+                self.inputs.run_info,
+                infos,
+                self.inputs.config if isdefined(self.inputs.config) else {},
+            )
+            paths = write_derivative(
+                Path(self.inputs.output_dir),
+                self.inputs.run_info["entities"],
+                self.inputs.method,
+                nib.load(self.inputs.in_file),
+                meta,
+                std_img=nib.load(std) if std else None,
+            )
+        self._results["out_file"] = str(paths["image"])
+        self._results["out_sidecar"] = str(paths["sidecar"])
+        if "std" in paths:
+            self._results["std_file"] = str(paths["std"])
+        Path(runtime.cwd, "sink.json").write_text(json.dumps({"seconds": t.seconds}))
+        return runtime

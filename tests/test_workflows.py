@@ -1,0 +1,167 @@
+"""Nipype participant workflow: caching, plugins, world geometry for every acquisition axis."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bida_app.cli.main import main
+from bida_app.demo.dataset import DemoRun, make_demo_dataset
+from bida_app.demo.phantom import make_rat_phantom
+from bida_app.physics import SliceGeometry, SliceOperator
+
+SMALL = (40, 60, 20)
+
+
+@pytest.fixture(scope="module")
+def two_subjects(tmp_path_factory) -> Path:
+    runs = (
+        DemoRun("01", None, 1.0, 1.0, ("R", "A", "S"), 3),
+        DemoRun("02", None, 1.0, 1.0, ("L", "I", "P"), 4),
+    )
+    return make_demo_dataset(
+        tmp_path_factory.mktemp("wf") / "bids", shape=SMALL, runs=runs, with_isotropic=False
+    )
+
+
+def _outputs(out: Path) -> dict[str, np.ndarray]:
+    return {
+        p.relative_to(out).as_posix(): np.asarray(nib.load(p).dataobj)
+        for p in sorted(out.rglob("*_desc-*_T2w.nii.gz"))
+    }
+
+
+def _node_results(work: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in work.rglob("result_*.pklz")}
+
+
+def test_rerun_same_workdir_uses_cache(two_subjects, tmp_path):
+    out, work = tmp_path / "out", tmp_path / "work"
+    args = [str(two_subjects), str(out), "participant", "-w", str(work), "--no_n4"]
+    assert main(args) == 0
+    first = _node_results(work)
+    assert any("cubic" in str(p) for p in first)
+    before = _outputs(out)
+    # --overwrite forces the workflow to run again: every computing node must come from cache
+    assert main([*args, "--overwrite"]) == 0
+    second = _node_results(work)
+    computed = {p for p in first if "ds_t2w" not in str(p) and "merge" not in str(p)}
+    assert computed and all(second[p] == first[p] for p in computed)
+    after = _outputs(out)
+    assert before.keys() == after.keys()
+    assert all(np.array_equal(before[k], after[k]) for k in before)
+
+
+def test_multiproc_matches_linear(two_subjects, tmp_path):
+    lin, mp = tmp_path / "lin", tmp_path / "mp"
+    assert main([str(two_subjects), str(lin), "participant", "--no_n4"]) == 0
+    assert (
+        main(
+            [
+                str(two_subjects),
+                str(mp),
+                "participant",
+                "--no_n4",
+                "--nprocs",
+                "2",
+                "--write_graph",
+            ]
+        )
+        == 0
+    )
+    a, b = _outputs(lin), _outputs(mp)
+    assert len(a) == 2 and a.keys() == b.keys()
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert list((mp / "work").rglob("graph*.svg")) or list((mp / "work").rglob("graph*.dot"))
+
+
+def test_plugin_args_must_be_json(two_subjects, tmp_path, capsys):
+    code = main(
+        [
+            str(two_subjects),
+            str(tmp_path / "o"),
+            "participant",
+            "--no_n4",
+            "--plugin",
+            "MultiProc",
+            "--plugin_args",
+            "{n_procs: 2",
+        ]
+    )
+    assert code == 64
+    assert "--plugin_args is not valid JSON" in capsys.readouterr().err
+
+
+def _write_run(root: Path, axis: int, codes: tuple[str, str, str]) -> Path:
+    """A thick-slice acquisition along RAS ``axis`` stored in voxel order ``codes``."""
+    ph = make_rat_phantom((40, 40, 40), 0.2, seed=axis)
+    geom = SliceGeometry.from_lr(axis, 8, 1.0, 1.0, 0.2)
+    lr = SliceOperator.from_geometry(geom)(ph.image.astype(np.float64))
+    lr_aff = ph.affine @ np.linalg.inv(geom.hr_affine(np.eye(4)))
+    ornt = nib.orientations.ornt_transform(
+        nib.orientations.axcodes2ornt("RAS"), nib.orientations.axcodes2ornt(codes)
+    )
+    data = nib.orientations.apply_orientation(lr, ornt)
+    aff = lr_aff @ nib.orientations.inv_ornt_aff(ornt, lr.shape)
+    name = {0: "sagittal", 1: "coronal", 2: "axial"}[axis]
+    path = root / "sub-01" / "anat" / f"sub-01_acq-{name}_T2w.nii.gz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(nib.Nifti1Image(data.astype(np.float32), aff), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def three_axes(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("axes") / "bids"
+    root.mkdir()
+    (root / "dataset_description.json").write_text(
+        json.dumps({"Name": "axes", "BIDSVersion": "1.9.0"})
+    )
+    _write_run(root, 0, ("P", "S", "L"))
+    _write_run(root, 1, ("R", "A", "S"))
+    _write_run(root, 2, ("I", "L", "A"))
+    return root
+
+
+def _slice_centre_errors(bids: Path, out: Path, method: str) -> list[float]:
+    errors = []
+    for lr_path in sorted(bids.rglob("*_T2w.nii.gz")):
+        lr = nib.load(lr_path)
+        sr_path = (
+            out
+            / lr_path.relative_to(bids).parent
+            / lr_path.name.replace("_T2w.nii.gz", f"_desc-{method}_T2w.nii.gz")
+        )
+        sr = nib.load(sr_path)
+        axis = int(np.argmax(lr.header.get_zooms()))
+        zooms = [float(z) for z in lr.header.get_zooms()]
+        geom = SliceGeometry.from_lr(
+            axis,
+            lr.shape[axis],
+            zooms[axis],
+            zooms[axis],
+            float(np.sqrt((sr.affine[:3, axis] ** 2).sum())),
+        )
+        assert sr.shape[axis] == geom.n_hr
+        for k, c in enumerate(geom.lr_centres):
+            lr_idx, hr_idx = np.zeros(4), np.zeros(4)
+            lr_idx[axis], lr_idx[3] = k, 1
+            hr_idx[axis], hr_idx[3] = c, 1
+            errors.append(float(np.linalg.norm(lr.affine @ lr_idx - sr.affine @ hr_idx)))
+    return errors
+
+
+def test_every_acquisition_axis_lands_in_world_space(three_axes, tmp_path):
+    out = tmp_path / "out"
+    assert main([str(three_axes), str(out), "participant", "--no_n4"]) == 0
+    worlds = sorted(
+        json.loads(p.read_text())["ThroughPlaneAxis"]["World"]
+        for p in out.rglob("*_desc-cubic_T2w.json")
+    )
+    assert worlds == ["AP", "LR", "SI"]
+    errors = _slice_centre_errors(three_axes, out, "cubic")
+    assert len(errors) == 24 and max(errors) < 0.01
