@@ -8,12 +8,13 @@ contraction, so the exact pseudo-inverse comes from that matrix's SVD.
 
 from __future__ import annotations
 
+import copy
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from .geometry import SliceGeometry
+from .geometry import SliceGeometry, lr_centres_from_affines
 from .profiles import SliceProfile, make_profile
 
 Array = Any  # np.ndarray | torch.Tensor
@@ -22,12 +23,24 @@ Array = Any  # np.ndarray | torch.Tensor
 class AxisOperator:
     """Apply a dense matrix ``M`` (``m x n``) along ``axis`` of an array.
 
+    Inputs may be NumPy arrays or torch tensors of any dimension (a batch of 2D images is just
+    an array with more axes) on any device. Floating inputs keep their dtype; NumPy float16 and
+    torch float16/bfloat16 are computed in float32 and cast back, integer inputs give float64
+    (NumPy) or float32 (torch). Torch outputs stay on the input's device and are
+    differentiable.
+
     Parameters
     ----------
     matrix : ndarray, shape (m, n)
         The operator's matrix, stored in float64.
     axis : int
         Axis of the input the matrix contracts (negative values count from the end).
+    factors : tuple of ndarray, optional
+        ``(L, R)`` with ``matrix == L @ R`` (or ``I - L @ R`` when ``complement``): the
+        operator is then applied as two thin products, much cheaper than the dense ``n x n``
+        matrix of a projector.
+    complement : bool
+        See ``factors``.
 
     Examples
     --------
@@ -36,68 +49,131 @@ class AxisOperator:
     (4, 2, 2)
     >>> op.H(np.ones((4, 2, 2))).shape
     (4, 3, 2)
+    >>> (op.H @ op).shape, op.H.H is op
+    ((3, 3), True)
     """
 
-    def __init__(self, matrix: np.ndarray, axis: int) -> None:
+    _AXIS_BOUND = ("H",)  # cached operators that carry ``axis``; dropped by :meth:`along`
+
+    def __init__(
+        self,
+        matrix: np.ndarray,
+        axis: int,
+        *,
+        factors: tuple[np.ndarray, np.ndarray] | None = None,
+        complement: bool = False,
+    ) -> None:
         self.matrix = np.asarray(matrix, dtype=np.float64)
         if self.matrix.ndim != 2:
             raise ValueError("AxisOperator needs a 2D matrix")
         self.axis = int(axis)
-        self._torch_cache: dict[tuple[str, Any], Any] = {}
+        self._factors = factors
+        self._complement = bool(complement)
+        self._torch_cache: dict[tuple[int, str, Any], Any] = {}
 
     @property
     def shape(self) -> tuple[int, int]:
         """``(m, n)``: output and input length along the axis."""
         return self.matrix.shape  # type: ignore[return-value]
 
-    @property
+    @cached_property
     def H(self) -> AxisOperator:  # noqa: N802 - sigpy convention
-        """Adjoint operator (the matrix transpose)."""
-        return AxisOperator(self.matrix.T, self.axis)
+        """Adjoint operator (the matrix transpose); ``op.H.H is op``."""
+        factors = None if self._factors is None else tuple(f.T for f in self._factors[::-1])
+        adj = AxisOperator(self.matrix.T, self.axis, factors=factors, complement=self._complement)
+        adj.__dict__["H"] = self
+        return adj
 
-    def __matmul__(self, other: AxisOperator) -> AxisOperator:
-        if not isinstance(other, AxisOperator):
-            return NotImplemented
-        if other.axis != self.axis:
-            raise ValueError("can only compose AxisOperators acting on the same axis")
-        return AxisOperator(self.matrix @ other.matrix, self.axis)
+    def along(self, axis: int) -> AxisOperator:
+        """The same operator acting on another array axis (shares the matrices)."""
+        op = copy.copy(self)
+        op.axis = int(axis)
+        for name in self._AXIS_BOUND:
+            op.__dict__.pop(name, None)
+        return op
+
+    def __matmul__(self, other: Any) -> Any:
+        """Compose with another operator on the same axis, or apply to an array."""
+        if isinstance(other, AxisOperator):
+            if other.axis != self.axis:
+                raise ValueError("can only compose AxisOperators acting on the same axis")
+            return AxisOperator(self.matrix @ other.matrix, self.axis)
+        if hasattr(other, "shape") and hasattr(other, "dtype"):
+            return self.apply(other)
+        return NotImplemented
 
     def __call__(self, x: Array) -> Array:
         return self.apply(x)
 
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.shape[1]}->{self.shape[0]} on axis {self.axis}>"
+
     def apply(self, x: Array) -> Array:
         """Apply the matrix along ``self.axis`` of ``x`` (NumPy array or torch tensor)."""
         n_in = self.matrix.shape[1]
-        if x.shape[self.axis] != n_in:
+        if not -x.ndim <= self.axis < x.ndim or x.shape[self.axis] != n_in:
             raise ValueError(
                 f"operator expects length {n_in} along axis {self.axis}, got shape "
                 f"{tuple(x.shape)}"
             )
         if isinstance(x, np.ndarray):
-            dtype = x.dtype if np.issubdtype(x.dtype, np.floating) else np.float64
-            m = self.matrix.astype(np.result_type(dtype, np.float32), copy=False)
-            out = np.tensordot(m, x, axes=([1], [self.axis]))
-            return np.moveaxis(out, 0, self.axis).astype(dtype, copy=False)
+            return self._apply_numpy(x)
         return self._apply_torch(x)
+
+    def _apply_numpy(self, x: np.ndarray) -> np.ndarray:
+        dtype = x.dtype if np.issubdtype(x.dtype, np.inexact) else np.dtype(np.float64)
+        single = dtype in (np.float16, np.float32, np.complex64)
+        real = np.float32 if single else np.float64
+        out = self._apply_matrices(
+            x.astype(dtype, copy=False), lambda i, a: a.astype(real, copy=False), np.moveaxis
+        )
+        return out.astype(dtype, copy=False)
 
     def _apply_torch(self, x: Any) -> Any:
         import torch
 
         compute = x.dtype if x.dtype in (torch.float32, torch.float64) else torch.float32
-        key = (str(x.device), compute)
-        m = self._torch_cache.get(key)
-        if m is None:
-            m = torch.as_tensor(self.matrix, dtype=compute, device=x.device)
-            self._torch_cache[key] = m
-        out = torch.tensordot(m, x.to(compute), dims=([1], [self.axis]))
-        return torch.movedim(out, 0, self.axis).to(x.dtype)
+
+        def get(i: int, a: np.ndarray) -> Any:
+            key = (i, str(x.device), compute)
+            if key not in self._torch_cache:
+                self._torch_cache[key] = torch.as_tensor(a, dtype=compute, device=x.device)
+            return self._torch_cache[key]
+
+        out = self._apply_matrices(x.to(compute), get, torch.movedim)
+        return out.to(x.dtype if x.dtype.is_floating_point else compute)
+
+    def _apply_matrices(self, x: Any, get: Any, movedim: Any) -> Any:
+        """Dense product, or the factored one ``[x -] L (R x)``; ``get`` converts matrices."""
+        if self._factors is None:
+            return _contract(get(0, self.matrix), x, self.axis, movedim)
+        left, right = self._factors
+        t = _contract(get(1, right), x, self.axis, movedim)
+        t = _contract(get(2, left), t, self.axis, movedim)
+        return x - t if self._complement else t
+
+
+def _contract(m: Any, x: Any, axis: int, movedim: Any) -> Any:
+    """``m`` applied along ``axis`` of ``x`` as a batched matmul; C-contiguous result."""
+    if x.ndim == 1:
+        return m @ x
+    out = movedim(m @ movedim(x, axis, -2), -2, axis)
+    return out.contiguous() if hasattr(out, "contiguous") else np.ascontiguousarray(out)
 
 
 class SliceOperator(AxisOperator):
     """Through-plane degradation ``y = A x``: slice-profile convolution, then slice sampling.
 
     Row ``i`` of the matrix is the profile centred on LR slice ``i``, integrated over each HR
-    voxel and normalised to unit sum (so a constant image stays constant).
+    voxel (exactly when the profile has an antiderivative, otherwise with ``oversample``
+    midpoint sub-samples) and normalised to unit sum, so a constant image stays constant; where
+    a profile reaches past the end of the HR grid the part inside is renormalised. Slice
+    centres may be anywhere inside the HR grid (non-integer factors, gaps, overlaps); a centre
+    outside it is an error.
+
+    The pseudo-inverse comes from the SVD of the small matrix (:func:`numpy.linalg.pinv`), so
+    ``A A⁺ A = A`` holds to rounding error. Overlapping thick slices make ``A`` ill-conditioned
+    (see :attr:`condition_number`); ``rcond`` then truncates the smallest singular values.
 
     Parameters
     ----------
@@ -115,7 +191,17 @@ class SliceOperator(AxisOperator):
         Sub-samples per HR voxel used to integrate the profile.
     rcond : float
         Relative cut-off of singular values for the pseudo-inverse.
+
+    Examples
+    --------
+    >>> from bida_app.physics import SliceGeometry
+    >>> A = SliceOperator.from_geometry(SliceGeometry.from_hr(1, 10, 0.5, 0.5, 0.2))
+    >>> x = np.random.default_rng(0).random((3, 10, 2))
+    >>> A(x).shape, bool(np.allclose(A(A.pinv(A(x))), A(x)))
+    ((3, 4, 2), True)
     """
+
+    _AXIS_BOUND = ("H", "pinv", "range_projector", "null_projector")
 
     def __init__(
         self,
@@ -155,13 +241,52 @@ class SliceOperator(AxisOperator):
             geom.n_hr, geom.lr_centres, geom.hr_mm, profile, geom.axis if axis is None else axis
         )
 
-    def along(self, axis: int) -> AxisOperator:
-        """The same operator acting on another array axis (shares the matrices)."""
-        op = SliceOperator.__new__(SliceOperator)
-        op.__dict__.update(self.__dict__)
-        op.axis = int(axis)
-        op._torch_cache = self._torch_cache
-        return op
+    @classmethod
+    def from_affines(
+        cls,
+        hr_affine: np.ndarray,
+        n_hr: int,
+        lr_affine: np.ndarray,
+        n_lr: int,
+        axis: int,
+        profile: str | SliceProfile = "gaussian",
+        *,
+        lr_axis: int | None = None,
+        thickness_mm: float | None = None,
+        effective: bool = False,
+        **profile_kw: Any,
+    ) -> SliceOperator:
+        """Operator between an existing HR grid and LR image, positioned by their affines.
+
+        Parameters
+        ----------
+        hr_affine, lr_affine : ndarray, shape (4, 4)
+            Voxel-to-world affines of the HR grid and the LR image.
+        n_hr, n_lr : int
+            Lengths of the through-plane axis in the HR grid and the LR image.
+        axis : int
+            Through-plane voxel axis of the HR grid (the axis the operator acts on).
+        profile : str or SliceProfile
+            Profile kind (see :func:`make_profile`) or a ready profile.
+        lr_axis : int, optional
+            Through-plane voxel axis of the LR image; defaults to ``axis``.
+        thickness_mm : float, optional
+            Slice thickness; defaults to the LR slice spacing (no gap, as in the paper).
+        effective : bool
+            Use the effective width ``sqrt(T**2 - h**2)``.
+        **profile_kw
+            Passed to :func:`make_profile` (e.g. ``tbw``).
+        """
+        lr_axis = axis if lr_axis is None else lr_axis
+        hr_mm = float(np.linalg.norm(np.asarray(hr_affine, float)[:3, axis]))
+        if thickness_mm is None:
+            thickness_mm = float(np.linalg.norm(np.asarray(lr_affine, float)[:3, lr_axis]))
+        if isinstance(profile, str):
+            profile = make_profile(
+                profile, thickness_mm, hr_mm=hr_mm, effective=effective, **profile_kw
+            )
+        centres = lr_centres_from_affines(hr_affine, lr_affine, n_lr, lr_axis, axis)
+        return cls(n_hr, centres, hr_mm, profile, axis)
 
     @cached_property
     def pinv_matrix(self) -> np.ndarray:
@@ -169,24 +294,36 @@ class SliceOperator(AxisOperator):
         return np.linalg.pinv(self.matrix, rcond=self.rcond)
 
     @property
+    def condition_number(self) -> float:
+        """Ratio of the largest to the smallest singular value of the matrix."""
+        sv = np.linalg.svd(self.matrix, compute_uv=False)
+        return float(sv[0] / sv[-1]) if sv[-1] > 0 else float("inf")
+
+    @cached_property
     def pinv(self) -> AxisOperator:
         """``A⁺`` as an operator (LR → HR)."""
         return AxisOperator(self.pinv_matrix, self.axis)
 
-    @property
+    @cached_property
     def range_projector(self) -> AxisOperator:
         """``A⁺A``: projection onto the row space (what the data determine)."""
-        return AxisOperator(self.pinv_matrix @ self.matrix, self.axis)
+        factors = (self.pinv_matrix, self.matrix)
+        return AxisOperator(self.pinv_matrix @ self.matrix, self.axis, factors=factors)
 
-    @property
+    @cached_property
     def null_projector(self) -> AxisOperator:
         """``I − A⁺A``: projection onto the null space (what the prior must supply)."""
         n = self.matrix.shape[1]
-        return AxisOperator(np.eye(n) - self.pinv_matrix @ self.matrix, self.axis)
+        return AxisOperator(
+            np.eye(n) - self.pinv_matrix @ self.matrix,
+            self.axis,
+            factors=(self.pinv_matrix, self.matrix),
+            complement=True,
+        )
 
     def consistency(self, x: Array, y: Array) -> Array:
-        """DDNM range-space replacement ``A⁺y + (I − A⁺A) x``."""
-        return self.pinv(y) + self.null_projector(x)
+        """DDNM range-space replacement ``A⁺y + (I − A⁺A) x``, computed as ``x + A⁺(y − Ax)``."""
+        return x + self.pinv(y - self(x))
 
 
 def _profile_matrix(
@@ -195,12 +332,22 @@ def _profile_matrix(
     """Rows: the profile at each LR centre, averaged over each HR voxel, unit row sums."""
     if oversample < 1:
         raise ValueError("oversample must be >= 1")
-    sub = (np.arange(oversample) + 0.5) / oversample - 0.5  # sub-voxel offsets, HR units
-    pos = np.arange(n_hr)[:, None] + sub[None, :]  # (n_hr, oversample)
-    z = (pos[None, :, :] - centres[:, None, None]) * hr_mm  # mm from each slice centre
-    w = profile(z).mean(axis=-1)  # (n_lr, n_hr)
+    outside = (centres < -0.5 - 1e-6) | (centres > n_hr - 0.5 + 1e-6)
+    if np.any(outside):
+        bad = np.flatnonzero(outside).tolist()
+        raise ValueError(
+            f"LR slices {bad} are centred outside the HR grid of {n_hr} voxels; check the geometry"
+        )
+    edges = np.arange(n_hr + 1) - 0.5  # HR voxel boundaries, HR index units
+    integral = profile.integral((edges[None, :] - centres[:, None]) * hr_mm)
+    if integral is not None:
+        w = np.diff(integral, axis=1)
+    else:
+        sub = (np.arange(oversample) + 0.5) / oversample - 0.5  # sub-voxel offsets
+        pos = np.arange(n_hr)[:, None] + sub[None, :]  # (n_hr, oversample)
+        w = profile((pos[None, :, :] - centres[:, None, None]) * hr_mm).mean(axis=-1)
     sums = w.sum(axis=1, keepdims=True)
     if np.any(sums <= 0):
         bad = np.flatnonzero(sums[:, 0] <= 0).tolist()
-        raise ValueError(f"slices {bad} fall outside the HR grid; check the geometry")
+        raise ValueError(f"slices {bad} have no profile weight on the HR grid")
     return w / sums
