@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import pickle
 
 import numpy as np
 import pytest
@@ -209,3 +210,19 @@ def test_from_affines_matches_geometry():
     np.testing.assert_allclose(a.lr_centres, geom.lr_centres, atol=1e-9)
     np.testing.assert_allclose(a.matrix, b.matrix, atol=1e-12)
     np.testing.assert_allclose(geom.lr_affine(hr_aff), lr_aff, atol=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "boxcar", "slr"])
+def test_operator_pickles(kind):
+    """Operators cross process boundaries (Nipype MultiProc) despite closure-based profiles."""
+    geom = SliceGeometry.from_hr(1, 30, 0.5, 0.5, HR_MM)
+    op = SliceOperator.from_geometry(geom, kind, effective=True, tbw=8)
+    x = torch.randn(2, 30, 3, dtype=torch.float64)
+    op(x)  # fills the torch cache, which is not pickled
+    back = pickle.loads(pickle.dumps(op))
+    np.testing.assert_array_equal(back.matrix, op.matrix)
+    np.testing.assert_array_equal(back.pinv(back(x)).numpy(), op.pinv(op(x)).numpy())
+    assert back.profile.params == op.profile.params and back.profile.fwhm_mm == op.profile.fwhm_mm
+    np.testing.assert_array_equal(
+        back.profile(np.linspace(-1, 1, 9)), op.profile(np.linspace(-1, 1, 9))
+    )

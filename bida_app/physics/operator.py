@@ -71,6 +71,12 @@ class AxisOperator:
         self._complement = bool(complement)
         self._torch_cache: dict[tuple[int, str, Any], Any] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle (and copy) without the per-device torch copies of the matrices."""
+        state = self.__dict__.copy()
+        state["_torch_cache"] = {}
+        return state
+
     @property
     def shape(self) -> tuple[int, int]:
         """``(m, n)``: output and input length along the axis."""

@@ -24,6 +24,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.special import erf
@@ -65,6 +66,12 @@ class SliceProfile:
 
     def __call__(self, z_mm: np.ndarray) -> np.ndarray:
         return self.func(np.asarray(z_mm, dtype=np.float64))
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """Pickle built-in kinds by their parameters (their functions are closures)."""
+        if self.kind in PROFILE_KINDS:
+            return (_rebuild_profile, (self.kind, self.fwhm_mm, dict(self.params)))
+        return super().__reduce_ex__(protocol)
 
     def integral(self, z_mm: np.ndarray) -> np.ndarray | None:
         """``H(z)``, the integral of the profile up to ``z`` (mm), or None if unknown."""
@@ -168,6 +175,14 @@ def make_profile(
     if effective:
         prof.params["EffectiveWidth"] = True
         prof.params["NominalThickness_mm"] = float(thickness_mm)
+    return prof
+
+
+def _rebuild_profile(kind: str, fwhm_mm: float, params: dict) -> SliceProfile:
+    """Inverse of :meth:`SliceProfile.__reduce_ex__`: the same profile, same parameters."""
+    prof = make_profile(kind, fwhm_mm, tbw=params.get("TBW", 16.0))
+    prof.params.clear()
+    prof.params.update(params)
     return prof
 
 
