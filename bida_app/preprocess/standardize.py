@@ -235,9 +235,10 @@ def standardize(
     mask : ndarray of bool, optional
         Voxels the percentiles are computed from (default: all finite voxels).
     crop : {"centre", "brain"}
-        How an axis longer than the grid is cropped: about its centre, or about the
-        intensity centre of mass (of the mask when given) so that a larger FOV keeps the
-        brain. Cropping always logs a warning.
+        How an axis longer than the grid is cropped: about its centre, or (``"brain"``) about
+        the centre of mass of the mask when given, else of the brightest quarter of the
+        foreground (voxels above 10 % of the clip range) — in T2w the brain and CSF, so that
+        a FOV larger than the grid keeps the brain. Cropping always logs a warning.
     dtype : dtype
         Output dtype (float32 by default).
 
@@ -283,7 +284,9 @@ def standardize(
     std = ((values - lo) * (2.0 / (hi - lo)) - 1.0).astype(dtype)
     if n_bad:
         LOGGER.warning("%d non-finite voxels set to background (-1)", n_bad)
-    pads = _grid_pads(data.shape, grid, crop, values - lo if mask is None else select)
+    pads = _grid_pads(
+        data.shape, grid, crop, select if mask is not None else _bright(values, lo, hi)
+    )
     params = StandardizeParams(
         shape=tuple(int(n) for n in data.shape),
         pads=pads,
@@ -310,21 +313,28 @@ def standardize(
     return out, params
 
 
+def _bright(clipped: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """Brightest quarter of the foreground (above 10 % of the clip range): brain and CSF in T2w."""
+    foreground = clipped > lo + 0.1 * (hi - lo)
+    if not foreground.any():
+        return foreground
+    return clipped >= np.percentile(clipped[foreground], 75)
+
+
 def _grid_pads(
     shape: tuple[int, ...],
     grid: Sequence[int | None] | None,
     crop: str,
     weights: np.ndarray,
 ) -> tuple[tuple[int, int], ...]:
-    """Signed pads per axis; crops log a warning."""
+    """Signed pads per axis; crops (centred on the centre of mass of ``weights``) warn."""
     if grid is None:
         return tuple((0, 0) for _ in shape)
     if len(grid) != len(shape):
         raise ValueError(f"grid {tuple(grid)} does not match data with {len(shape)} axes")
     centre = None
     if crop == "brain" and any(t is not None and n > t for n, t in zip(shape, grid, strict=True)):
-        w = np.asarray(weights, dtype=np.float64)
-        centre = ndimage.center_of_mass(w) if w.sum() > 0 else None
+        centre = ndimage.center_of_mass(weights) if weights.any() else None
     pads = []
     for axis, (n, target) in enumerate(zip(shape, grid, strict=True)):
         if target is None:
@@ -340,7 +350,7 @@ def _grid_pads(
                 target,
                 -pair[0],
                 -pair[1],
-                "centred on the intensity centre of mass"
+                "centred on the brain's centre of mass"
                 if centre is not None
                 else "about the FOV centre; crop='brain' centres on the brain",
             )
