@@ -152,6 +152,10 @@ def _slice_centre_errors(bids: Path, out: Path, method: str) -> list[float]:
             lr_idx[axis], lr_idx[3] = k, 1
             hr_idx[axis], hr_idx[3] = c, 1
             errors.append(float(np.linalg.norm(lr.affine @ lr_idx - sr.affine @ hr_idx)))
+            if method == "cubic" and abs(c - round(c)) < 1e-6:  # spline through the samples
+                sl_hr = np.take(np.asarray(sr.dataobj), int(round(c)), axis=axis)
+                sl_lr = np.take(np.asarray(lr.dataobj), k, axis=axis)
+                assert np.allclose(sl_hr, sl_lr, atol=1e-4)
     return errors
 
 

@@ -16,7 +16,9 @@ from ._base import Timer, out_path, write_info
 
 class _N4InputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="image to correct")
-    shrink_factor = traits.Int(2, usedefault=True, desc="N4 shrink factor")
+    shrink_factor = traits.Int(
+        4, usedefault=True, desc="N4 shrink factor (lowered for few slices)"
+    )
     n_iterations = traits.List(
         traits.Int, [50, 50, 30], usedefault=True, desc="iterations per fitting level"
     )
@@ -43,7 +45,8 @@ class N4Correct(SimpleInterface):
                 nib.load(self.inputs.in_file),
                 shrink_factor=self.inputs.shrink_factor,
                 convergence={"iters": list(self.inputs.n_iterations), "tol": 1e-7},
-                num_threads=self.inputs.num_threads,
+                n_threads=self.inputs.num_threads,
+                name=self.inputs.in_file,
             )
         self._results["out_file"] = out_path(runtime, "n4_T2w.nii.gz")
         self._results["bias_file"] = out_path(runtime, "n4_biasfield.nii.gz")
