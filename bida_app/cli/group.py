@@ -1,4 +1,4 @@
-"""Group level: summarise the derivatives of every participant (QC reports arrive later)."""
+"""Group level: ``group_report.html`` and ``group_T2w.tsv`` from the output folder only."""
 
 from __future__ import annotations
 
@@ -12,18 +12,24 @@ LOGGER = logging.getLogger("bida")
 
 
 def run_group(cfg: RunConfig) -> int:
-    """Check that ``output_dir`` holds bida derivatives; reports are built by ``reports``."""
+    """Write the group QC report of ``cfg.output_dir``; return the exit code.
+
+    Reads nothing but ``output_dir`` (derivatives, sidecars, per-run QC files and
+    ``logs/bida_status.json``). Runs the participant level failed on are listed in the report.
+
+    Raises
+    ------
+    BidaError
+        Exit 66 when the folder is missing or holds nothing to report.
+    """
+    from ..reports.group import write_group_report
+
     out_dir = Path(cfg.output_dir).resolve()
-    sidecars = sorted(out_dir.glob("sub-*/**/anat/*_desc-*_T2w.json"))
-    if not sidecars:
+    if not out_dir.is_dir():
         raise BidaError(
-            f"{out_dir}: no bida derivatives found; run the participant level first",
+            f"{out_dir}: output folder does not exist; run the participant level first",
             ExitCode.MISSING_INPUT,
         )
-    try:
-        from ..reports.group import write_group_report
-    except ImportError:
-        LOGGER.info("%d derivative sidecars found in %s", len(sidecars), out_dir)
-        return 0
-    write_group_report(out_dir)
-    return 0
+    paths = write_group_report(out_dir)
+    LOGGER.info("group report written: %s (table: %s)", paths["html"], paths["tsv"])
+    return int(ExitCode.OK)
