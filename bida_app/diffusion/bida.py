@@ -1,0 +1,430 @@
+"""Biplanar DDNM Averaging: super-resolve every slice of the two planes that contain the
+through-plane axis, stack each plane's slices into a volume, and average the two volumes.
+
+Volumes are in RAS voxel order; a slice of plane ``p`` is ``vol`` indexed at one position of
+``PLANE_SLICE_AXIS[p]`` (axial ``vol[:, :, k]``, coronal ``vol[:, k, :]``, sagittal
+``vol[k]``). Each slice carries its own 1D data ``y`` (its LR lines), and DDNM enforces
+``A x = y`` along the through-plane direction inside that slice; both plane volumes therefore
+satisfy ``A x = y`` and so does their average.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import BidaError, ExitCode
+from ..models.weights import PLANE_SLICE_AXIS, PLANES, PlaneModel
+from ..physics import SliceOperator
+from .ddnm import ddnm_sample
+from .flow import Denoiser
+
+logger = logging.getLogger(__name__)
+
+PLANES_FOR_AXIS: dict[int, tuple[str, str]] = {
+    0: ("axial", "coronal"),
+    1: ("axial", "sagittal"),
+    2: ("coronal", "sagittal"),
+}
+"""The two planes whose slices contain each through-plane voxel axis."""
+
+CPU_BATCH_PIXELS = 160_000
+"""Canvas pixels per batch on the CPU (about 8 slices of 144x144)."""
+
+CUDA_BATCH_BYTES = 3 * 2**30
+"""Upper bound of activation memory per batch on CUDA (keeps a volume under ~4 GB)."""
+
+
+@dataclass
+class BidaResult:
+    """Output of :func:`super_resolve`.
+
+    Attributes
+    ----------
+    mean : ndarray
+        HR volume (float32): the average over planes and posterior samples.
+    std : ndarray or None
+        Per-voxel standard deviation over the posterior samples (``ddof=1``) when
+        ``n_samples > 1``.
+    residual : float
+        ``‖A mean − y‖ / ‖y‖`` in the standardized space.
+    timings : dict
+        Seconds per plane (summed over samples) and ``"total"``.
+    device : dict
+        Device, its name, compute dtype and torch version.
+    params : dict
+        Sampling parameters (planes, steps, eta, n_samples, seed, batch sizes).
+    """
+
+    mean: np.ndarray
+    std: np.ndarray | None
+    residual: float
+    timings: dict[str, float] = field(default_factory=dict)
+    device: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def sidecar(self) -> dict[str, Any]:
+        """Entries for the derivative's JSON sidecar."""
+        return {
+            "DataConsistencyResidual": self.residual,
+            "BidaParameters": self.params,
+            "BidaDevice": self.device,
+            "BidaTimings": {k: round(v, 3) for k, v in self.timings.items()},
+        }
+
+
+def planes_for_axis(axis: int) -> tuple[str, str]:
+    """The two planes that contain voxel axis ``axis``.
+
+    Examples
+    --------
+    >>> planes_for_axis(1)
+    ('axial', 'sagittal')
+    """
+    if axis not in PLANES_FOR_AXIS:
+        raise ValueError(f"through-plane axis must be 0, 1 or 2, got {axis}")
+    return PLANES_FOR_AXIS[axis]
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"`` → CUDA when available, else CPU (with a log line)."""
+    if str(device) == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        logger.info("device auto: using %s", device)
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise BidaError("CUDA was requested but no GPU is visible to torch", ExitCode.USAGE)
+    return dev
+
+
+def resolve_amp(dtype: str, device: torch.device) -> torch.dtype | None:
+    """Autocast dtype for the network: ``"auto"`` is bfloat16 on CUDA, float32 on CPU."""
+    if dtype == "auto":
+        return torch.bfloat16 if device.type == "cuda" else None
+    table = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
+    if dtype not in table:
+        raise ValueError(f"dtype must be one of {['auto', *table]}, got {dtype!r}")
+    return table[dtype]
+
+
+def device_info(device: torch.device, amp: torch.dtype | None) -> dict[str, Any]:
+    """What ran the sampler, for sidecars and reports."""
+    if device.type == "cuda":
+        idx = device.index if device.index is not None else torch.cuda.current_device()
+        name = torch.cuda.get_device_name(idx)
+    else:
+        name = platform.processor() or platform.machine()
+    return {
+        "Device": str(device),
+        "DeviceName": name,
+        "ComputeDtype": str(amp or torch.float32).removeprefix("torch."),
+        "Torch": torch.__version__,
+        "CUDA": torch.version.cuda if device.type == "cuda" else None,
+        "Threads": torch.get_num_threads(),
+    }
+
+
+def slice_seed(seed: int, plane: str, index: int) -> int:
+    """Seed of the noise of slice ``index`` of ``plane`` (independent of batching)."""
+    state = np.random.SeedSequence([int(seed), PLANES.index(plane), int(index)]).generate_state(2)
+    return int(state[0]) | (int(state[1]) << 32)
+
+
+def make_denoiser(net: torch.nn.Module, device: torch.device, amp: torch.dtype | None) -> Denoiser:
+    """Wrap a network: channels-last input, autocast to ``amp``, float32 output."""
+    net.to(device=device, memory_format=torch.channels_last)
+
+    def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        x = x.contiguous(memory_format=torch.channels_last)
+        ctx = torch.autocast(device.type, dtype=amp) if amp is not None else nullcontext()
+        with ctx:
+            return net(x, t).float()
+
+    return denoise
+
+
+@dataclass(frozen=True)
+class PlaneLayout:
+    """How the slices of one plane are cut from the LR volume and placed on a canvas."""
+
+    plane: str
+    slice_axis: int  # volume axis enumerating the slices
+    dim: int  # tensor dim (2 or 3) of the through-plane direction inside a slice
+    hr_shape: tuple[int, int]  # HR slice shape
+    pad: tuple[int, int, int, int]  # (top, bottom, left, right) to the UNet multiple
+
+    @classmethod
+    def make(cls, plane: str, axis: int, hr_volume_shape: Sequence[int], factor: int):
+        """Layout of ``plane`` for an HR volume of ``hr_volume_shape``, through-plane ``axis``."""
+        s_axis = PLANE_SLICE_AXIS[plane]
+        in_plane = [i for i in range(3) if i != s_axis]
+        if axis not in in_plane:
+            raise ValueError(f"plane {plane} does not contain axis {axis}")
+        hr_shape = tuple(int(hr_volume_shape[i]) for i in in_plane)
+        pad: list[int] = []
+        for n in hr_shape:
+            extra = -n % factor
+            pad += [extra // 2, extra - extra // 2]
+        return cls(plane, s_axis, 2 + in_plane.index(axis), hr_shape, tuple(pad))
+
+    @property
+    def canvas_pixels(self) -> int:
+        """Pixels of one padded slice."""
+        top, bot, left, right = self.pad
+        return (self.hr_shape[0] + top + bot) * (self.hr_shape[1] + left + right)
+
+
+def super_resolve_plane(
+    lr: np.ndarray,
+    operator: SliceOperator,
+    model: PlaneModel,
+    *,
+    steps: int = 16,
+    eta: float = 0.0,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    batch_size: int | None = None,
+    dtype: str = "auto",
+    slices: Sequence[int] | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, int]:
+    """DDNM on every slice (or the given ``slices``) of ``model.plane``.
+
+    Parameters
+    ----------
+    lr : ndarray
+        Standardized LR volume; ``operator.shape[0]`` samples along ``operator.axis``.
+    operator : SliceOperator
+        Through-plane degradation.
+    model : PlaneModel
+        Prior of the plane.
+    steps, eta, seed, device, batch_size, dtype
+        As in :func:`super_resolve`.
+    slices : sequence of int, optional
+        Slice indices to process (default: all); the output stacks them in that order.
+    progress : callable, optional
+        Called with the number of slice-steps done after each step.
+
+    Returns
+    -------
+    volume : ndarray
+        HR volume of the plane (float32), slices stacked along the plane's slice axis.
+    batch_size : int
+        The batch size finally used.
+    """
+    dev = resolve_device(device)
+    amp = resolve_amp(dtype, dev)
+    axis = operator.axis
+    hr_vol_shape = list(lr.shape)
+    hr_vol_shape[axis] = operator.shape[1]
+    lay = PlaneLayout.make(model.plane, axis, hr_vol_shape, model.factor)
+    stack = np.moveaxis(np.asarray(lr, dtype=np.float32), lay.slice_axis, 0)
+    index = list(range(stack.shape[0])) if slices is None else [int(i) for i in slices]
+    out = np.empty((len(index), 1, *lay.hr_shape), dtype=np.float32)
+    denoise = make_denoiser(model.net, dev, amp)
+
+    def run(batch: list[int]) -> torch.Tensor:
+        y = torch.from_numpy(stack[batch][:, None]).to(dev)
+        gens = [torch.Generator().manual_seed(slice_seed(seed, model.plane, k)) for k in batch]
+        step_cb = (lambda _i: progress(len(batch))) if progress else None
+        return ddnm_sample(
+            denoise,
+            y,
+            operator,
+            lay.dim,
+            pad=lay.pad,
+            steps=steps,
+            eta=eta,
+            generators=gens,
+            callback=step_cb,
+        )
+
+    bs = batch_size or _auto_batch(lay, len(index), dev, denoise)
+    pos = 0
+    with torch.inference_mode():
+        while pos < len(index):
+            batch = index[pos : pos + bs]
+            try:
+                res = run(batch)
+            except torch.cuda.OutOfMemoryError:
+                if bs == 1:
+                    raise
+                bs = max(1, bs // 2)
+                torch.cuda.empty_cache()
+                logger.warning("CUDA out of memory; retrying %s with batch %d", lay.plane, bs)
+                continue
+            out[pos : pos + len(batch)] = res.cpu().numpy()
+            pos += len(batch)
+    return np.moveaxis(out[:, 0], 0, lay.slice_axis), bs
+
+
+def _auto_batch(lay: PlaneLayout, n: int, dev: torch.device, denoise: Denoiser) -> int:
+    """Slices per batch: a pixel budget on CPU, a probe of activation memory on CUDA."""
+    if dev.type != "cuda":
+        return max(1, min(n, CPU_BATCH_PIXELS // lay.canvas_pixels))
+    probe = min(n, 4)
+    h = lay.hr_shape[0] + lay.pad[0] + lay.pad[1]
+    w = lay.hr_shape[1] + lay.pad[2] + lay.pad[3]
+    torch.cuda.synchronize(dev)
+    base = torch.cuda.memory_allocated(dev)
+    torch.cuda.reset_peak_memory_stats(dev)
+    with torch.inference_mode():
+        denoise(torch.zeros(probe, 1, h, w, device=dev), torch.ones(probe, device=dev))
+    per_slice = max(1, (torch.cuda.max_memory_allocated(dev) - base) // probe)
+    free, _ = torch.cuda.mem_get_info(dev)
+    budget = min(0.6 * free, CUDA_BATCH_BYTES)
+    bs = int(max(1, min(n, budget // (2 * per_slice))))  # 2x: sampler tensors beside the net
+    logger.info("%s: %.1f MB per slice, batch %d", lay.plane, per_slice / 2**20, bs)
+    return bs
+
+
+def _check_inputs(lr: np.ndarray, operator: SliceOperator, n_samples: int, steps: int) -> None:
+    if lr.ndim != 3:
+        raise BidaError(f"BiDA needs a 3D volume, got shape {lr.shape}", ExitCode.BAD_DATA)
+    if lr.shape[operator.axis] != operator.shape[0]:
+        raise BidaError(
+            f"LR volume has {lr.shape[operator.axis]} slices along axis {operator.axis} but "
+            f"the slice operator expects {operator.shape[0]}",
+            ExitCode.BAD_DATA,
+        )
+    if not np.all(np.isfinite(lr)):
+        raise BidaError("LR volume contains NaN or infinite values", ExitCode.BAD_DATA)
+    if n_samples < 1 or steps < 1:
+        raise ValueError("n_samples and steps must be >= 1")
+
+
+def super_resolve(
+    lr: np.ndarray,
+    operator: SliceOperator,
+    models: dict[str, PlaneModel],
+    *,
+    steps: int = 16,
+    eta: float = 0.0,
+    n_samples: int = 1,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    batch_size: int | None = None,
+    dtype: str = "auto",
+    progress: bool = True,
+    planes: Iterable[str] | None = None,
+) -> BidaResult:
+    """BiDA: DDNM on both planes containing the through-plane axis, then average.
+
+    Parameters
+    ----------
+    lr : ndarray, shape (X, Y, Z)
+        Standardized LR volume in RAS order, ``operator.shape[0]`` slices along
+        ``operator.axis``; the two other axes already on the models' in-plane voxel size.
+    operator : SliceOperator
+        Through-plane degradation ``A`` (HR → LR) along ``operator.axis``.
+    models : dict of str to PlaneModel
+        Plane priors (see :func:`~bida_app.models.load_plane_models`); the two planes
+        containing the through-plane axis are required.
+    steps : int
+        DDIM steps per slice (16 in the paper).
+    eta : float
+        0: deterministic DDIM; > 0: fresh noise at each step.
+    n_samples : int
+        Posterior samples; sample ``k`` uses seed ``seed + k``. Their mean is the output and
+        their per-voxel standard deviation the uncertainty map.
+    seed : int
+        Seed of the first sample; every slice's noise derives from (seed, plane, slice).
+    device : str
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+    batch_size : int, optional
+        Slices per batch; default: sized to the device (CUDA: from free memory, halved on
+        out-of-memory).
+    dtype : str
+        ``"auto"`` (bfloat16 autocast on CUDA, float32 on CPU), ``"float32"``,
+        ``"bfloat16"`` or ``"float16"``.
+    progress : bool
+        Show a tqdm progress bar.
+    planes : iterable of str, optional
+        Override the planes (default :func:`planes_for_axis`); e.g. one plane only.
+
+    Returns
+    -------
+    BidaResult
+        Mean HR volume (``operator.shape[1]`` samples along the axis), std map, residual.
+    """
+    from tqdm.auto import tqdm
+
+    lr = np.asarray(lr, dtype=np.float32)
+    _check_inputs(lr, operator, n_samples, steps)
+    use = tuple(planes) if planes is not None else planes_for_axis(operator.axis)
+    missing = [p for p in use if p not in models]
+    if missing:
+        raise BidaError(
+            f"BiDA along voxel axis {operator.axis} needs the {' and '.join(use)} models; "
+            f"missing: {', '.join(missing)} (train one with `bida train --plane "
+            f"{missing[0]}` or pass --weights)",
+            ExitCode.MISSING_INPUT,
+        )
+    dev = resolve_device(device)
+    amp = resolve_amp(dtype, dev)
+    hr_shape = list(lr.shape)
+    hr_shape[operator.axis] = operator.shape[1]
+    n_slices = {p: lr.shape[PLANE_SLICE_AXIS[p]] for p in use}
+    total = n_samples * steps * sum(n_slices.values())
+    bar = tqdm(total=total, desc="BiDA", unit="slice-step", disable=not progress, leave=False)
+
+    mean = np.zeros(hr_shape, dtype=np.float64)
+    m2 = np.zeros(hr_shape, dtype=np.float64) if n_samples > 1 else None
+    timings = {p: 0.0 for p in use}
+    batches: dict[str, int] = {}
+    t_all = time.perf_counter()
+    try:
+        for k in range(n_samples):
+            sample = np.zeros(hr_shape, dtype=np.float64)
+            for plane in use:
+                bar.set_description(f"BiDA {plane} {k + 1}/{n_samples}")
+                t0 = time.perf_counter()
+                vol, batches[plane] = super_resolve_plane(
+                    lr,
+                    operator,
+                    models[plane],
+                    steps=steps,
+                    eta=eta,
+                    seed=seed + k,
+                    device=dev,
+                    batch_size=batch_size,
+                    dtype=dtype,
+                    progress=bar.update,
+                )
+                timings[plane] += time.perf_counter() - t0
+                sample += vol
+            sample /= len(use)
+            delta = sample - mean
+            mean += delta / (k + 1)
+            if m2 is not None:
+                m2 += delta * (sample - mean)
+    finally:
+        bar.close()
+    timings["total"] = time.perf_counter() - t_all
+    mean = mean.astype(np.float32)
+    y = lr.astype(np.float64)
+    residual = float(
+        np.linalg.norm(operator(mean.astype(np.float64)) - y) / max(np.linalg.norm(y), 1e-12)
+    )
+    std = np.sqrt(m2 / (n_samples - 1)).astype(np.float32) if m2 is not None else None
+    logger.info("BiDA %s: %.1f s, residual %.2e", "+".join(use), timings["total"], residual)
+    params = {
+        "Planes": list(use),
+        "Steps": steps,
+        "Eta": eta,
+        "NSamples": n_samples,
+        "Seed": seed,
+        "BatchSize": batches,
+        "Parameterization": "flow",
+        "Sampler": "DDIM + DDNM range-space replacement",
+        "ModelSHA256": {p: models[p].sha256 for p in use},
+    }
+    return BidaResult(mean, std, residual, timings, device_info(dev, amp), params)
