@@ -229,13 +229,28 @@ def warnings_of(meta: dict) -> list[str]:
     return []
 
 
+_HASH_NOISE = {"methodparameters", "models", "model", "weights", "checkpoint"}
+
+
 def model_hashes(meta: dict) -> dict[str, str]:
-    """Every recorded model checksum (keys containing ``SHA256``), shortened to 12 digits."""
-    return {
-        key: str(value)[:12]
-        for key, value in find_values(meta, "(?i)sha256").items()
-        if isinstance(value, str)
-    }
+    """Every recorded model checksum (keys containing ``SHA256``), shortened to 12 digits.
+
+    Labels are the key paths without generic parts (``MethodParameters.Models.axial.weights.
+    sha256`` becomes ``axial``).
+
+    Examples
+    --------
+    >>> model_hashes({"MethodParameters": {"Models": {"axial": {"weights": {"sha256": "f" * 64}}}},
+    ...               "ModelSHA256": "0123456789abcdef"})
+    {'axial': 'ffffffffffff', 'model': '0123456789ab'}
+    """
+    hashes = {}
+    for key, value in find_values(meta, "(?i)sha256").items():
+        if not isinstance(value, str):
+            continue
+        parts = [p for p in re.split(r"[.\[\]]+", key)[:-1] if p and p.lower() not in _HASH_NOISE]
+        hashes[".".join(parts) or "model"] = value[:12]
+    return hashes
 
 
 def fmt_size(value: Any) -> str:
@@ -260,7 +275,6 @@ def key_fields(meta: dict, desc: str = "") -> list[tuple[str, str]]:
     _, world = through_axis(meta)
     hashes = model_hashes(meta)
     timings = meta.get("Timings") if isinstance(meta.get("Timings"), dict) else {}
-    options = meta.get("Options") if isinstance(meta.get("Options"), dict) else {}
     rows += [
         ("Method", str(meta.get("Method") or desc)),
         ("Through-plane axis", world or ""),
@@ -279,7 +293,8 @@ def key_fields(meta: dict, desc: str = "") -> list[tuple[str, str]]:
             "Timings",
             ", ".join(f"{k} {as_float(v) or 0:.3g} s" for k, v in timings.items()),
         ),
-        ("Device", str(meta.get("Device") or options.get("device") or "")),
+        ("Device", str(next(iter(find_values(meta, "^Device$").values()), "") or "")),
+        ("GPU", str(next(iter(find_values(meta, "^GPU$").values()), "") or "")),
         ("Seed", str(meta.get("Seed", ""))),
         ("bida version", str(meta.get("SoftwareVersion", ""))),
         ("Warnings", "; ".join(warnings_of(meta)) or "none"),

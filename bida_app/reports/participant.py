@@ -55,18 +55,19 @@ def run_context(output_dir: Path, d: Derivative) -> dict:
         }
         if entry["sr"] or entry["input"]:
             planes.append(entry)
-    rows = []
-    for key, label in (("Input", "input"), ("Output", "output")):
-        values = qc.get(key)
-        if isinstance(values, dict):
-            rows.append({"label": label, "values": [fmt(values.get(c)) for c in QC_COLUMNS]})
+    sources = [(label, qc[key]) for key, label in (("Input", "input"), ("Output", "output"))
+               if isinstance(qc.get(key), dict)]  # fmt: skip
+    rows = [
+        {"label": METRIC_TITLES[c], "values": [fmt(values.get(c)) for _, values in sources]}
+        for c in QC_COLUMNS
+    ]
     return {
         "id": re.sub(r"[^0-9A-Za-z_-]", "-", f"{d.prefix}-{d.desc}"),
         "name": d.name,
         "method": d.method,
         "fields": key_fields(d.meta, d.desc),
-        "qc": rows,
-        "qc_columns": [METRIC_TITLES[c] for c in QC_COLUMNS],
+        "qc": rows if sources else [],
+        "qc_headers": [label for label, _ in sources],
         "planes": planes,
         "sidecar_name": d.sidecar.name,
         "sidecar_json": json.dumps(d.meta, indent=2),
