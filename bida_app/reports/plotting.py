@@ -223,6 +223,8 @@ def render_distributions(
     titles : dict, optional
         Display titles of the metrics.
     """
+    from matplotlib.ticker import MaxNLocator
+
     metrics = list(table)
     ncols = min(len(metrics), 4) or 1
     nrows = -(-len(metrics) // ncols) or 1
@@ -245,6 +247,7 @@ def render_distributions(
         else:
             ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
         ax.set_yticks([])
+        ax.xaxis.set_major_locator(MaxNLocator(4))
         ax.set_title((titles or {}).get(metric, metric), fontsize=9)
         ax.tick_params(labelsize=7)
     fig.subplots_adjust(left=0.05, right=0.98, top=0.9, bottom=0.12, wspace=0.25, hspace=0.6)
