@@ -191,6 +191,45 @@ def test_participant_report_lists_its_failed_runs(demo_out, tmp_path):
     assert "No super-resolved run" in empty
 
 
+def test_reports_of_a_bida_run_with_uncertainty(demo_out, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(demo_out["out"], out, ignore=shutil.ignore_patterns("work", "figures"))
+    anat = out / "sub-02" / "anat"
+    cubic = anat / "sub-02_acq-coronal_desc-cubic_T2w"
+    img = nib.load(cubic.with_suffix(".nii.gz"))
+    meta = json.loads(cubic.with_suffix(".json").read_text())
+    meta.update(
+        {
+            "Method": "bida",
+            "MethodParameters": {
+                "NumberOfSamples": 4,
+                "Models": {"sagittal": {"weights": {"sha256": "5a" * 32}}},
+            },
+            "DataConsistencyResidual": 0.0123,
+            "Compute": {"Device": "cuda", "GPU": "NVIDIA H100"},
+            "Timings": {"super_resolution": 41.5},
+            "RuntimeSeconds": 41.5,
+        }
+    )
+    bida = anat / "sub-02_acq-coronal_desc-bida_T2w"
+    nib.save(img, bida.with_suffix(".nii.gz"))
+    bida.with_suffix(".json").write_text(json.dumps(meta))
+    std = np.abs(np.asarray(img.dataobj, np.float32)) * 0.05
+    nib.save(nib.Nifti1Image(std, img.affine), anat / "sub-02_acq-coronal_desc-bidaStd_T2w.nii.gz")
+    regenerate_reports(out, demo_out["bids"], ["02"])
+    fig = figures_dir(out, "02")
+    for name in ("sagittalBida", "axialBidaStd", "sagittalCubic", "bidaQC", "cubicQC"):
+        assert list(fig.glob(f"sub-02_acq-coronal_desc-{name}_T2w.*")), name
+    assert not list(fig.glob("*CubicStd*"))  # the cubic run has no uncertainty map
+    html = (out / "sub-02.html").read_text()
+    assert html.count('class="run"') == 2
+    assert "5a5a5a5a5a5a" in html and "0.0123" in html and "NVIDIA H100" in html
+    assert "sub-02_acq-coronal_desc-sagittalBidaStd_T2w.png" in html
+    table = pd.read_csv(write_group_report(out)["tsv"], sep="\t")
+    assert sorted(table["method"]) == ["bida", "cubic", "cubic", "cubic", "cubic"]
+    assert table.loc[table["method"] == "bida", "runtime_s"].item() == 41.5
+
+
 def test_group_table_has_one_row_per_run(demo_out):
     out = demo_out["out"]
     table = pd.read_csv(demo_out["group"]["tsv"], sep="\t", dtype=str, keep_default_na=False)
