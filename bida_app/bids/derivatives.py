@@ -25,7 +25,7 @@ ENTITY_ORDER = (
     ("part", "part"),
     ("chunk", "chunk"),
 )
-BIDSIGNORE = ("*.html", "figures/", "logs/", "work/")
+BIDSIGNORE = ("*.html", "figures/", "logs/", "work/", "group_*.tsv")
 
 
 def derivative_path(

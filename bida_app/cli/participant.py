@@ -68,6 +68,11 @@ def needs_sr(run: T2wRun, threshold: float) -> bool:
 def run_participant(cfg: RunConfig) -> int:
     """Run the participant level; return the process exit code."""
     bids_dir, out_dir, work_dir = check_paths(cfg)
+    if cfg.reports_only:
+        from ..reports.regenerate import regenerate_reports
+
+        regenerate_reports(out_dir, bids_dir, cfg.participant_label or None, work_dir=work_dir)
+        return int(ExitCode.OK)
     try:
         layout = index_dataset(bids_dir, validate=not cfg.skip_bids_validator)
         runs = select_t2w_runs(
@@ -82,9 +87,21 @@ def run_participant(cfg: RunConfig) -> int:
         if todo:
             _run_workflow(todo, cfg, out_dir, work_dir)
         write_status(out_dir, outcomes)
+        _write_reports(out_dir, outcomes)
     finally:
         write_dataset_description(out_dir, bids_dir)
     return _summarise(outcomes)
+
+
+def _write_reports(out_dir: Path, outcomes: list[RunOutcome]) -> None:
+    """Per-participant HTML reports; a report failure never fails the run."""
+    from ..reports.participant import write_participant_report
+
+    for subject in sorted({str(o.run.entities["subject"]) for o in outcomes}):
+        try:
+            write_participant_report(out_dir, subject)
+        except Exception as exc:
+            LOGGER.warning("sub-%s: report not written (%s)", subject, exc)
 
 
 def write_status(out_dir: Path, outcomes: list[RunOutcome]) -> Path:

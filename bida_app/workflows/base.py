@@ -49,6 +49,7 @@ def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = 
 
     from ..interfaces.io import DerivativesSink, LoadT2w
     from ..interfaces.preprocess import N4Correct
+    from ..interfaces.reports import RunReportFigures
     from ..interfaces.sr import BidaSR, CubicSR
 
     wf = pe.Workflow(name=name)
@@ -125,6 +126,18 @@ def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = 
     ])  # fmt: skip
     if cfg.method == "bida" and cfg.n_samples > 1:
         wf.connect([(sr, sink, [("std_file", "std_file")])])
+
+    figs = pe.Node(
+        RunReportFigures(run_info=run, output_dir=str(output_dir), method=cfg.method),
+        name="report_figures",
+        mem_gb=1.5,
+    )
+    figs.overwrite = True  # like ds_t2w: rewrite into output_dir even when cached
+    wf.connect([(load, figs, [("out_file", "in_file")]), (sink, figs, [("out_file", "sr_file")])])
+    if cfg.n4:
+        wf.connect([(n4, figs, [("bias_file", "bias_file")])])
+    if cfg.method == "bida" and cfg.n_samples > 1:
+        wf.connect([(sink, figs, [("std_file", "std_file")])])
     return wf
 
 
