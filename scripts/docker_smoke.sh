@@ -54,6 +54,13 @@ trap cleanup EXIT
 [[ $(id -u) -eq 0 ]] || fail "run as root (apt-get, dockerd, debootstrap, chown)"
 mkdir -p "$SMOKE_DIR"
 
+apt_install() {  # apt_install PACKAGE...; output in $SMOKE_DIR/apt.log
+    {
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive NEEDRESTART_SUSPEND=1 \
+            apt-get install -y -q "$@"
+    } >>"$SMOKE_DIR/apt.log" 2>&1 || fail "apt-get install $*: see $SMOKE_DIR/apt.log"
+}
+
 # ------------------------------------------------------------------ 1. a Docker engine
 wait_for_docker() {
     local _
@@ -87,8 +94,7 @@ ensure_docker() {
     fi
     if ! command -v dockerd >/dev/null; then
         log "installing docker.io"
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io >/dev/null
+        apt_install docker.io
     fi
     start_dockerd || start_dockerd --storage-driver=vfs \
         || fail "dockerd does not start; last lines of $SMOKE_DIR/dockerd.log:
@@ -119,10 +125,7 @@ build_base() {
         log "reusing $BASE_TAG (REBUILD_BASE=1 makes a new one)"
         return
     fi
-    command -v debootstrap >/dev/null || {
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap >/dev/null
-    }
+    command -v debootstrap >/dev/null || apt_install debootstrap
     local rootfs=$SMOKE_DIR/rootfs mirror
     mirror=$(debian_mirror)
     rm -rf "$rootfs"
@@ -133,7 +136,7 @@ build_base() {
     # pip uses the system CA bundle; both are properties of this machine, not of the image.
     if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
         cp /usr/local/share/ca-certificates/*.crt "$rootfs/usr/local/share/ca-certificates/"
-        chroot "$rootfs" update-ca-certificates >/dev/null
+        chroot "$rootfs" update-ca-certificates >/dev/null 2>&1
     fi
     printf '[global]\ncert = /etc/ssl/certs/ca-certificates.crt\n' >"$rootfs/etc/pip.conf"
     chroot "$rootfs" apt-get clean
