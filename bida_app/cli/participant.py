@@ -84,6 +84,8 @@ def run_participant(cfg: RunConfig) -> int:
         cfg.to_toml(work_dir / "config.toml")
         outcomes = [_triage(run, cfg, out_dir) for run in runs]
         todo = [o for o in outcomes if o.status == "todo"]
+        if todo and cfg.method == "bida":
+            check_weights(cfg, [o.run for o in todo])
         if todo:
             _run_workflow(todo, cfg, out_dir, work_dir)
         write_status(out_dir, outcomes)
@@ -126,6 +128,25 @@ def write_status(out_dir: Path, outcomes: list[RunOutcome]) -> Path:
             "version": __version__,
         }
     return write_json(path, sorted(entries.values(), key=lambda e: e["run"]))
+
+
+def check_weights(cfg: RunConfig, runs: list[T2wRun]) -> None:
+    """Fail early (exit 66/65) when a plane model BiDA needs is missing or corrupt."""
+    from ..methods.bida import PLANES_FOR_AXIS
+    from ..models.weights import default_weights_dir, verify_plane_model
+
+    if cfg.prior != "pretrained":
+        return
+    root = cfg.weights or default_weights_dir()
+    if root is None:
+        raise BidaError(
+            "no BiDA weights are installed with this version; pass --weights DIR "
+            "with the models from 'bida train'",
+            ExitCode.MISSING_INPUT,
+        )
+    ras_axis = {"LR": 0, "AP": 1, "SI": 2}
+    for plane in sorted({p for r in runs for p in PLANES_FOR_AXIS[ras_axis[r.world_axis]]}):
+        verify_plane_model(root, plane)
 
 
 def _triage(run: T2wRun, cfg: RunConfig, out_dir: Path) -> RunOutcome:
