@@ -15,6 +15,9 @@ LOGGER = logging.getLogger("bida")
 COMMANDS = {
     "demo-data": "bida_app.cli.demo",
     "simulate": "bida_app.cli.simulate",
+    "models": "bida_app.cli.models",
+    "train": "bida_app.cli.train",
+    "evaluate": "bida_app.cli.evaluate",
 }
 
 
