@@ -227,3 +227,30 @@ def test_sidecar_entries(models, hr_volume):
     assert side["BidaParameters"]["Steps"] == 1
     assert side["BidaDevice"]["Device"] == "cpu"
     assert side["BidaDevice"]["ComputeDtype"] == "float32"
+
+
+class _OOMAbove(nn.Module):
+    """Wraps a network and raises CUDA's out-of-memory error for batches above ``limit``."""
+
+    def __init__(self, net: nn.Module, limit: int):
+        super().__init__()
+        self.net, self.limit, self.calls = net, limit, []
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        self.calls.append(x.shape[0])
+        if x.shape[0] > self.limit:
+            raise torch.cuda.OutOfMemoryError("simulated")
+        return self.net(x, t)
+
+
+def test_out_of_memory_halves_the_batch(models, hr_volume):
+    op = _operator_from_hr(1, hr_volume.shape[1], 2.5)
+    lr = op(hr_volume)
+    wrapped = _OOMAbove(models["axial"].net, limit=3)
+    pm = PlaneModel("axial", wrapped, TINY)
+    ticks = []
+    vol, bs = super_resolve_plane(lr, op, pm, steps=2, batch_size=12, progress=ticks.append)
+    assert bs == 3 and wrapped.calls[:3] == [12, 6, 3]
+    ref, _ = super_resolve_plane(lr, op, models["axial"], steps=2, batch_size=3)
+    np.testing.assert_allclose(vol, ref, atol=1e-6)
+    assert sum(ticks) == 2 * hr_volume.shape[2]  # progress counts each slice-step once

@@ -231,10 +231,17 @@ def super_resolve_plane(
     out = np.empty((len(index), 1, *lay.hr_shape), dtype=np.float32)
     denoise = make_denoiser(model.net, dev, amp)
 
+    done = [0]  # slice-steps reported to ``progress`` in the current batch
+
+    def step_cb(_i: int, n: int) -> None:
+        done[0] += n
+        if progress is not None:
+            progress(n)
+
     def run(batch: list[int]) -> torch.Tensor:
+        done[0] = 0
         y = torch.from_numpy(stack[batch][:, None]).to(dev)
         gens = [torch.Generator().manual_seed(slice_seed(seed, model.plane, k)) for k in batch]
-        step_cb = (lambda _i: progress(len(batch))) if progress else None
         return ddnm_sample(
             denoise,
             y,
@@ -244,10 +251,10 @@ def super_resolve_plane(
             steps=steps,
             eta=eta,
             generators=gens,
-            callback=step_cb,
+            callback=lambda i: step_cb(i, len(batch)),
         )
 
-    bs = batch_size or _auto_batch(lay, len(index), dev, denoise)
+    bs = batch_size or auto_batch_size(lay, len(index), dev, denoise)
     pos = 0
     with torch.inference_mode():
         while pos < len(index):
@@ -258,6 +265,8 @@ def super_resolve_plane(
                 if bs == 1:
                     raise
                 bs = max(1, bs // 2)
+                if progress is not None:
+                    progress(-done[0])  # the batch is redone
                 torch.cuda.empty_cache()
                 logger.warning("CUDA out of memory; retrying %s with batch %d", lay.plane, bs)
                 continue
@@ -266,8 +275,13 @@ def super_resolve_plane(
     return np.moveaxis(out[:, 0], 0, lay.slice_axis), bs
 
 
-def _auto_batch(lay: PlaneLayout, n: int, dev: torch.device, denoise: Denoiser) -> int:
-    """Slices per batch: a pixel budget on CPU, a probe of activation memory on CUDA."""
+def auto_batch_size(lay: PlaneLayout, n: int, dev: torch.device, denoise: Denoiser) -> int:
+    """Slices per batch for ``n`` slices of layout ``lay``.
+
+    CPU: :data:`CPU_BATCH_PIXELS` canvas pixels. CUDA: the activation memory of a probe
+    batch sets how many slices fit in 60 % of the free memory (at most
+    :data:`CUDA_BATCH_BYTES`).
+    """
     if dev.type != "cuda":
         return max(1, min(n, CPU_BATCH_PIXELS // lay.canvas_pixels))
     probe = min(n, 4)
