@@ -122,15 +122,6 @@ PRESETS: dict[str, UNetConfig] = {
         num_heads=2,
         groups=4,
     ),
-    # ~3.8M parameters, ~26 TFLOP per volume: a lighter prior for CPU-only training/inference.
-    "small": UNetConfig(
-        base_channels=32,
-        channel_mult=(1, 2, 3, 4),
-        num_res_blocks=1,
-        attention_levels=(3,),
-        num_heads=4,
-        groups=8,
-    ),
     # ~5.6M parameters, ~38 TFLOP per 144x144x64 volume (2 planes x 16 steps): sized so that
     # a volume takes <= 10 min on a 2-core CPU (see benchmarks/inference.py).
     "default": UNetConfig(
