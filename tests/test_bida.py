@@ -254,3 +254,16 @@ def test_out_of_memory_halves_the_batch(models, hr_volume):
     ref, _ = super_resolve_plane(lr, op, models["axial"], steps=2, batch_size=3)
     np.testing.assert_allclose(vol, ref, atol=1e-6)
     assert sum(ticks) == 2 * hr_volume.shape[2]  # progress counts each slice-step once
+
+
+def test_single_plane_override(models, hr_volume):
+    """``planes=`` runs one plane only; the result is that plane's volume."""
+    op = _operator_from_hr(1, hr_volume.shape[1], 2.5)
+    lr = op(hr_volume)
+    one = super_resolve(lr, op, models, steps=2, planes=("sagittal",), progress=False)
+    vol, _ = super_resolve_plane(lr, op, models["sagittal"], steps=2)
+    np.testing.assert_allclose(one.mean, vol, atol=1e-6)
+    assert one.params["Planes"] == ["sagittal"] and one.residual <= 1e-4
+    both = super_resolve(lr, op, models, steps=2, progress=False)
+    axial, _ = super_resolve_plane(lr, op, models["axial"], steps=2)
+    np.testing.assert_allclose(both.mean, (vol + axial) / 2, atol=1e-6)
