@@ -352,6 +352,8 @@ def test_eclare_absent_is_skipped_cleanly(
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert any("eclare skipped" in n for n in run["notes"])
     assert "eclare skipped" in (tmp_path / "out" / "summary.html").read_text()
+    only = main([str(vol), str(tmp_path / "out2"), "--methods", "eclare", "--no-progress"])
+    assert only == 66  # nothing left to run is an error, not an empty report
 
 
 # ----------------------------------------------------------------------------- CLI errors

@@ -779,6 +779,8 @@ class Evaluation:
         self._fingerprint = self.fingerprint()
         methods, notes = check_methods(s)
         self.notes = notes
+        if not methods:
+            raise BidaError(f"no method can run ({'; '.join(notes)})", ExitCode.MISSING_INPUT)
         if s.quick_skullstrip and s.cdsc:
             self.notes.append(f"cDSC masks: {s.skullstrip_label}")
         self.write_run_json(volumes, {"methods_run": methods})
@@ -787,16 +789,16 @@ class Evaluation:
         computed, skipped, failed = [], [], []
         bar = tqdm(total=len(jobs), desc="evaluate", unit="run", disable=not self.progress)
         for vol in volumes:
-            todo = [
-                (sc, m) for sc in s.scales for m in methods if _key(vol.name, sc, m) not in done
-            ]
+            todo = []
             for sc, m in [(sc, m) for sc in s.scales for m in methods]:
-                if _key(vol.name, sc, m) in done:
-                    LOGGER.info(
-                        "skipping %s %s %s: already in %s", vol.name, scale_label(sc), m, RESULTS
-                    )
-                    skipped.append(_key(vol.name, sc, m))
-                    bar.update(1)
+                if _key(vol.name, sc, m) not in done:
+                    todo.append((sc, m))
+                    continue
+                LOGGER.info(
+                    "skipping %s %s %s: already in %s", vol.name, scale_label(sc), m, RESULTS
+                )
+                skipped.append(_key(vol.name, sc, m))
+                bar.update(1)
             if not todo:
                 continue
             hr_full = load_volume(vol.path)
