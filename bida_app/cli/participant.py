@@ -229,7 +229,6 @@ def runtime_env(work_dir: Path) -> None:
         ("MPLCONFIGDIR", "matplotlib"),
         ("NUMBA_CACHE_DIR", "numba"),
         ("TORCH_HOME", "torch"),
-        ("XDG_CACHE_HOME", "xdg"),
     ):
         if not os.environ.get(var):
             os.environ[var] = str(cache / sub)
