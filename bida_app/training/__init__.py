@@ -1,1 +1,34 @@
-"""bida_app.training."""
+"""Training of the plane priors (``bida train``) and the data pipeline it uses."""
+
+from .data import (
+    PreparedVolume,
+    PrepConfig,
+    SliceSet,
+    build_slices,
+    find_inputs,
+    prepare_volume,
+    slices_as,
+    slices_from_arrays,
+    split_validation,
+)
+from .presets import TRAINING_PRESETS, preset_name, training_preset
+from .trainer import TrainConfig, Trainer, TrainResult, train
+
+__all__ = [
+    "TRAINING_PRESETS",
+    "PrepConfig",
+    "PreparedVolume",
+    "SliceSet",
+    "TrainConfig",
+    "TrainResult",
+    "Trainer",
+    "build_slices",
+    "find_inputs",
+    "prepare_volume",
+    "preset_name",
+    "slices_as",
+    "slices_from_arrays",
+    "split_validation",
+    "train",
+    "training_preset",
+]
