@@ -35,6 +35,7 @@ class RunConfig:
     n_samples: int = 1
     weights: str = ""
     prior: str = "pretrained"
+    self_prior_steps: int = 0  # 0: the scan-adaptive prior's default budget
     n4: bool = True
     plugin: str = ""
     plugin_args: str = ""

@@ -85,6 +85,7 @@ def _bids_app(argv: list[str]) -> int:
         n_samples=args.n_samples,
         weights=str(args.weights or ""),
         prior=args.prior,
+        self_prior_steps=args.self_prior_steps or 0,
         n4=args.n4,
         plugin=args.plugin or "",
         plugin_args=args.plugin_args or "",

@@ -140,6 +140,14 @@ def build_parser() -> BidaArgumentParser:
         help="shipped/--weights priors, or a scan-adaptive prior fit on the scan",
     )
     g.add_argument(
+        "--self_prior_steps",
+        "--self-prior-steps",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="training steps per plane of --prior self (default: 300 on CPU, 3000 on GPU)",
+    )
+    g.add_argument(
         "--no_n4", "--no-n4", dest="n4", action="store_false", help="skip N4 bias-field correction"
     )
     g.add_argument("--seed", type=int, default=0, help="random seed")

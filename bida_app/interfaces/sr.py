@@ -76,6 +76,7 @@ class _BidaInputSpec(BaseInterfaceInputSpec):
     target_mm = traits.Float(mandatory=True, desc="output through-plane voxel size in mm")
     weights_dir = traits.Str("", usedefault=True, desc="plane models folder ('' = shipped)")
     prior = traits.Enum("pretrained", "self", usedefault=True, desc="prior source")
+    self_prior_steps = traits.Int(0, usedefault=True, desc="--prior self steps (0: default)")
     steps = traits.Int(16, usedefault=True, desc="DDIM steps")
     eta = traits.Float(0.0, usedefault=True, desc="DDIM stochasticity")
     n_samples = traits.Int(1, usedefault=True, desc="posterior samples (K)")
@@ -104,6 +105,7 @@ class BidaSR(SimpleInterface):
                 target_mm=self.inputs.target_mm,
                 weights_dir=self.inputs.weights_dir or None,
                 prior=self.inputs.prior,
+                self_prior_steps=self.inputs.self_prior_steps or None,
                 steps=self.inputs.steps,
                 eta=self.inputs.eta,
                 n_samples=self.inputs.n_samples,

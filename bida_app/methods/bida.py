@@ -106,6 +106,7 @@ def bida_super_resolve_image(
     target_mm: float,
     weights_dir: str | None = None,
     prior: str = "pretrained",
+    self_prior_steps: int | None = None,
     steps: int = 16,
     eta: float = 0.0,
     n_samples: int = 1,
@@ -128,6 +129,11 @@ def bida_super_resolve_image(
         Slice thickness (Gaussian FWHM of A) and output through-plane voxel size.
     weights_dir : str, optional
         Folder of plane models; default the shipped weights.
+    prior : {"pretrained", "self"}
+        ``self`` fits the plane priors on the scan's own slices first
+        (:mod:`bida_app.methods.selfprior`).
+    self_prior_steps : int, optional
+        Training steps per plane of the scan-adaptive prior (default: its CPU/GPU budget).
     models : dict, optional
         Already loaded plane models (overrides ``weights_dir``).
     grid : tuple of int, optional
@@ -143,7 +149,17 @@ def bida_super_resolve_image(
     from ..preprocess.standardize import destandardize, pad_widths, standardize
 
     if prior != "pretrained":
-        raise BidaError(f"--prior {prior} is not available in this version", ExitCode.USAGE)
+        from .selfprior import self_prior_models
+
+        models = models or self_prior_models(
+            img,
+            prior,
+            steps=self_prior_steps,
+            device=device,
+            seed=seed,
+            num_threads=num_threads,
+            progress=progress,
+        )
     torch.set_num_threads(max(1, int(num_threads)))
     dev = resolve_device(device)
     if int(np.argmax(np.sqrt((img.affine[:3, :3] ** 2).sum(0)))) != through_axis:

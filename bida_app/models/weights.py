@@ -123,6 +123,7 @@ class PlaneModel:
         """Short summary for sidecars: plane, file, checksum, size, training."""
         return {
             "Plane": self.plane,
+            "Prior": self.card.get("prior", "pretrained"),
             "File": str(self.path) if self.path else None,
             "SHA256": self.sha256,
             "Parameters": self.card.get("n_params", sum(p.numel() for p in self.net.parameters())),

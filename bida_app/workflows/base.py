@@ -78,6 +78,7 @@ def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = 
                 target_mm=target,
                 weights_dir=cfg.weights,
                 prior=cfg.prior,
+                self_prior_steps=cfg.self_prior_steps,
                 steps=cfg.steps,
                 eta=cfg.eta,
                 n_samples=cfg.n_samples,

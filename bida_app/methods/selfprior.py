@@ -1,0 +1,265 @@
+"""Scan-adaptive prior (``--prior self``): plane priors fitted on the scan's own slices.
+
+A thick-slice scan has one high-resolution plane: the acquired slices (e.g. coronal slices of
+a scan with thick A-P slices). BiDA needs priors of the two *other* planes, which contain the
+through-plane axis. This module trains them on the acquired slices turned by 90°: in each
+target plane, the axis it shares with the acquired plane keeps its role, and the acquired
+plane's other (high-resolution) axis plays the through-plane axis — the trick self-supervised
+SR methods use. E.g. for thick A-P slices: coronal slices (L-R × I-S) train the sagittal prior
+(A-P × I-S) with L-R playing A-P, and the axial prior (L-R × A-P) with I-S playing A-P.
+
+The slices get the workflow's preprocessing (RAS, in-plane resampling to the model voxel
+size, percentile standardization, grid placement), so they look like the slices BiDA
+denoises. Training is short and in memory (:class:`~bida_app.training.trainer.Trainer` with
+no output folder); the returned :class:`~bida_app.models.PlaneModel` objects go straight into
+:func:`~bida_app.methods.bida.bida_super_resolve_image` (``models=``).
+
+Budgets: on the CPU a ``tiny`` UNet for :data:`CPU_SETTINGS` steps (a few minutes per scan on
+two cores); on a GPU a ``small`` UNet for :data:`GPU_SETTINGS` steps. ``steps`` (or the
+``BIDA_SELF_PRIOR_STEPS`` environment variable) overrides the step count. A prior fitted on
+~20-60 slices for a few hundred steps is weak: expect it to trail cubic interpolation in PSNR
+unless given many more steps (see the model card's measurements).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import replace
+from typing import Any
+
+import nibabel as nib
+import torch
+
+from ..errors import BidaError, ExitCode
+from ..models.weights import MODEL_GRID, MODEL_VOXEL_MM, PLANE_SLICE_AXIS, PlaneModel
+from ..training.data import PreparedVolume, PrepConfig, slices_from_arrays, standardize_ras
+from ..training.trainer import TrainConfig, Trainer
+
+LOGGER = logging.getLogger(__name__)
+
+STEPS_ENV = "BIDA_SELF_PRIOR_STEPS"
+"""Environment variable overriding the number of training steps per plane."""
+
+CPU_SETTINGS = TrainConfig(
+    steps=300,
+    preset="tiny",
+    batch_size=8,
+    lr=1e-3,
+    warmup=20,
+    schedule="cosine",
+    ema_decay=0.99,
+    patch=48,
+    val_fraction=0.0,
+    val_every=0,
+    sample_every=0,
+    checkpoint_every=0,
+    log_every=10,
+)
+"""CPU budget: ``tiny`` UNet, 300 steps of 8 patches of 48² per plane."""
+
+GPU_SETTINGS = replace(
+    CPU_SETTINGS, steps=3000, preset="small", batch_size=32, lr=5e-4, warmup=100, patch=64
+)
+"""GPU budget: ``small`` UNet, 3000 steps of 32 patches of 64² per plane."""
+
+PLANES_FOR_AXIS = {0: ("axial", "coronal"), 1: ("axial", "sagittal"), 2: ("coronal", "sagittal")}
+
+
+def scan_grid(
+    ras: nib.Nifti1Image, axis: int, voxel_mm: float = MODEL_VOXEL_MM, factor: int = 4
+) -> tuple[int, int, int]:
+    """Model grid fitted to a thick-slice scan: its extent at ``voxel_mm``, in multiples of
+    ``factor``; in-plane axes at most the standard grid (larger FOVs are brain-cropped, as
+    for the shipped priors).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = nib.Nifti1Image(np.zeros((256, 24, 256), np.float32),
+    ...                       np.diag([0.1125, 1.0, 0.1125, 1.0]))
+    >>> scan_grid(img, 1)
+    (144, 120, 64)
+    """
+    from ..preprocess.orient import voxel_sizes
+    from ..preprocess.resample import inplane_grid
+
+    _, shape = inplane_grid(ras.affine, ras.shape[:3], axis, voxel_mm)
+    n = list(shape)
+    n[axis] = int(round(ras.shape[axis] * voxel_sizes(ras.affine)[axis] / voxel_mm))
+    grid = [-(-k // factor) * factor for k in n]
+    for a in range(3):
+        if a != axis:
+            grid[a] = min(grid[a], MODEL_GRID[a])
+    return tuple(grid)  # type: ignore[return-value]
+
+
+def _settings(device: torch.device, steps: int | None, seed: int) -> TrainConfig:
+    base = GPU_SETTINGS if device.type == "cuda" else CPU_SETTINGS
+    if steps is None and os.environ.get(STEPS_ENV):
+        steps = int(os.environ[STEPS_ENV])
+    changes: dict[str, Any] = {"seed": seed, "device": str(device)}
+    if steps is not None:
+        if steps < 1:
+            raise BidaError("the self-prior needs at least one training step", ExitCode.USAGE)
+        changes.update(steps=int(steps), warmup=min(base.warmup, max(0, steps // 10)))
+    return replace(base, **changes)
+
+
+def fit_self_prior(
+    ras: nib.Nifti1Image,
+    axis: int,
+    *,
+    planes: tuple[str, ...] | None = None,
+    steps: int | None = None,
+    preset: str | None = None,
+    grid: tuple[int, int, int] | None = None,
+    voxel_mm: float = MODEL_VOXEL_MM,
+    device: str | torch.device = "auto",
+    seed: int = 0,
+    progress: bool = True,
+) -> dict[str, PlaneModel]:
+    """Train the plane priors BiDA needs for ``ras`` on its own in-plane slices.
+
+    Parameters
+    ----------
+    ras : nibabel.Nifti1Image
+        Thick-slice scan in RAS voxel order (bias-corrected, as the workflow's input to BiDA).
+    axis : int
+        RAS voxel axis of the through-plane (thick-slice) direction.
+    planes : tuple of str, optional
+        Planes to train (default: the two containing ``axis``).
+    steps : int, optional
+        Training steps per plane (default :data:`CPU_SETTINGS` / :data:`GPU_SETTINGS`, or
+        ``$BIDA_SELF_PRIOR_STEPS``).
+    preset : str, optional
+        UNet preset (default ``tiny`` on CPU, ``small`` on GPU).
+    grid : tuple of int, optional
+        Model grid; default :func:`scan_grid` (the scan's extent, at most the standard
+        grid in-plane). The cards' ``slice_shape`` follows it, and so does BiDA's grid.
+    voxel_mm : float
+        Model voxel size.
+    device : str or torch.device
+        ``auto``, ``cpu`` or ``cuda``.
+    seed : int
+        Seed of the training.
+    progress : bool
+        Progress bars.
+
+    Returns
+    -------
+    dict of str to PlaneModel
+        In-memory models (eval mode) whose cards record the fit.
+    """
+    from ..diffusion.bida import resolve_device
+
+    dev = resolve_device(device)
+    planes = planes or PLANES_FOR_AXIS[axis]
+    cfg = _settings(dev, steps, seed)
+    if preset:
+        cfg = replace(cfg, preset=preset)
+    grid = grid or scan_grid(ras, axis, voxel_mm, cfg.unet_config().factor)
+    prep = PrepConfig(voxel_mm=voxel_mm, grid=grid, n4=False)
+    in_plane = [a for a in range(3) if a != axis]
+    std, hr_planes, info = standardize_ras(ras, prep, "scan", axes=in_plane)
+    volume = PreparedVolume("scan", std, hr_planes, info)
+    LOGGER.info(
+        "scan-adaptive prior: fitting %s on the scan's %s slices (grid %s, %s UNet, %d steps "
+        "each, batch %d, patch %s, device %s)",
+        " and ".join(planes),
+        "/".join(hr_planes),
+        "x".join(str(n) for n in grid),
+        cfg.preset,
+        cfg.steps,
+        cfg.batch_size,
+        cfg.patch,
+        dev,
+    )
+    models: dict[str, PlaneModel] = {}
+    for plane in planes:
+        t0 = time.perf_counter()
+        data = slices_from_arrays([volume], plane, prep)
+        if len(data) < 2:
+            raise BidaError(
+                f"the scan has only {len(data)} usable in-plane slice(s): too few to fit a "
+                "scan-adaptive prior",
+                ExitCode.BAD_DATA,
+            )
+        trainer = Trainer(data, replace(cfg, plane=plane, prep=prep), None, device=dev)
+        res = trainer.run(progress=progress)
+        losses = [h["loss"] for h in res.history if h.get("loss") is not None]
+        net = res.net.eval().requires_grad_(False)
+        card = {
+            "plane": plane,
+            "slice_shape": list(data.shape),
+            "voxel_size_mm": voxel_mm,
+            "parameterization": "flow",
+            "prior": "self",
+            "n_params": int(sum(p.numel() for p in net.parameters())),
+            "training": {
+                **res.summary,
+                "recipe": "scan-adaptive (--prior self)",
+                "source_planes": list(hr_planes),
+                "first_loss": losses[0] if losses else None,
+                "final_loss": losses[-1] if losses else None,
+            },
+        }
+        models[plane] = PlaneModel(plane, net, net.config, card)
+        LOGGER.info(
+            "scan-adaptive %s prior: %d slices, %d steps in %.0f s, loss %.4f -> %.4f",
+            plane,
+            len(data),
+            res.step,
+            time.perf_counter() - t0,
+            card["training"]["first_loss"] or float("nan"),
+            card["training"]["final_loss"] or float("nan"),
+        )
+    return models
+
+
+def self_prior_models(
+    img: nib.Nifti1Image,
+    prior: str = "self",
+    *,
+    steps: int | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    num_threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, PlaneModel]:
+    """Entry point of :func:`~bida_app.methods.bida.bida_super_resolve_image` for ``prior``.
+
+    Parameters
+    ----------
+    img : nibabel.Nifti1Image
+        The (bias-corrected) thick-slice image in any voxel order.
+    prior : str
+        ``"self"`` (anything else but ``"pretrained"`` is refused with exit 64).
+    steps, device, seed, progress
+        See :func:`fit_self_prior`.
+    num_threads : int, optional
+        CPU threads for torch during the fit.
+
+    Returns
+    -------
+    dict of str to PlaneModel
+    """
+    from ..preprocess.orient import through_plane_axis, to_ras
+
+    if prior != "self":
+        raise BidaError(
+            f"--prior {prior} is not available (choose pretrained or self)", ExitCode.USAGE
+        )
+    if num_threads:
+        torch.set_num_threads(max(1, int(num_threads)))
+    ras, _ = to_ras(img)
+    try:
+        axis = through_plane_axis(ras)
+    except ValueError as err:
+        raise BidaError(
+            f"--prior self needs a thick-slice scan: {err}", ExitCode.BAD_DATA
+        ) from err
+    if axis not in PLANE_SLICE_AXIS.values():  # pragma: no cover - axes are 0..2
+        raise BidaError(f"bad through-plane axis {axis}", ExitCode.BAD_DATA)
+    return fit_self_prior(ras, axis, steps=steps, device=device, seed=seed, progress=progress)
