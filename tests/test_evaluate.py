@@ -325,6 +325,22 @@ def test_tiny_bida_model_runs_with_data_consistency(tmp_path: Path) -> None:
     assert df["cdsc"].isna().all() and df.loc["bida", "seconds"] > 0
 
 
+def test_bida_self_fits_a_prior_per_volume_and_needs_no_weights(tmp_path: Path) -> None:
+    """bida-self: scan-adaptive prior (3 steps, meaningless scores), exact data consistency."""
+    vol = _phantom_file(tmp_path / "ph.nii.gz", seed=4)
+    args = [str(vol), str(tmp_path / "out"), "--methods", "bida-self", "cubic"]
+    args += ["--scales", "5", "--profile", "gaussian", "--steps", "2", "--device", "cpu"]
+    args += ["--self-prior-steps", "3", "--no-cdsc", "--no-progress"]
+    assert main(args) == 0
+    df = pd.read_csv(tmp_path / "out" / "results.csv").set_index("method")
+    assert sorted(df.index) == ["bida-self", "cubic"]
+    assert df.loc["bida-self", "residual"] <= 1e-4
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["settings"]["self_prior_steps"] == 3
+    # a rerun with another self-prior budget would mix scores: refused
+    assert main([*args[:-4], "--self-prior-steps", "4", "--no-cdsc", "--no-progress"]) == 64
+
+
 def test_eclare_absent_is_skipped_cleanly(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog
 ) -> None:

@@ -42,7 +42,7 @@ def _count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida evaluate`` (usage errors exit 64)."""
-    from ..evaluation.harness import METHODS
+    from ..evaluation.harness import DEFAULT_METHODS, METHODS
     from ..evaluation.skullstrip import SPECIES
 
     p = BidaArgumentParser(
@@ -75,8 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--methods",
         nargs="+",
         choices=METHODS,
-        default=list(METHODS),
-        help="methods to score (default: all; eclare is skipped when 'run-eclare' is not on PATH)",
+        default=list(DEFAULT_METHODS),
+        help="methods to score (default: cubic bida eclare; eclare is skipped when "
+        "'run-eclare' is not on PATH; bida-self fits a scan-adaptive prior per volume and "
+        "scale)",
     )
     p.add_argument(
         "--profile",
@@ -100,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--weights", type=Path, help="BiDA plane-model folder (from bida train)")
     p.add_argument("--steps", type=_count, default=16, help="BiDA sampling steps")
+    p.add_argument(
+        "--n-samples",
+        type=_count,
+        default=1,
+        metavar="K",
+        help="BiDA posterior samples averaged (default: 1)",
+    )
+    p.add_argument(
+        "--self-prior-steps",
+        type=_count,
+        metavar="N",
+        help="bida-self: training steps per plane (default: 300 on CPU, 3000 on GPU)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="BiDA random seed")
     p.add_argument(
@@ -154,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             species=args.species,
             weights=str(args.weights) if args.weights else None,
             steps=args.steps,
+            n_samples=args.n_samples,
+            self_prior_steps=args.self_prior_steps,
             device=args.device,
             seed=args.seed,
             skullstrip_stride=args.skullstrip_stride,

@@ -84,7 +84,11 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "hr_file",
     "sr_file",
 )
-METHODS: tuple[str, ...] = ("cubic", "bida", "eclare")
+METHODS: tuple[str, ...] = ("cubic", "bida", "bida-self", "eclare")
+#: Methods that run BiDA (with the shipped/--weights priors, or ``--prior self``).
+BIDA_METHODS = ("bida", "bida-self")
+#: Methods scored when none are named (``bida-self`` trains per volume and scale: opt in).
+DEFAULT_METHODS: tuple[str, ...] = ("cubic", "bida", "eclare")
 ECLARE_EXE = "run-eclare"
 RESULTS, RESULTS_JSON, STATS, RUN_JSON = "results.csv", "results.json", "stats.csv", "run.json"
 WORLD_AXES = {"LR": 0, "AP": 1, "SI": 2}
@@ -99,6 +103,8 @@ FINGERPRINT: tuple[str, ...] = (
     "steps",
     "seed",
     "weights",
+    "n_samples",
+    "self_prior_steps",
 )
 
 
@@ -127,6 +133,10 @@ class EvalSettings:
         BiDA plane-model folder (default: the shipped weights).
     steps : int
         BiDA sampling steps.
+    n_samples : int
+        BiDA posterior samples averaged (K).
+    self_prior_steps : int or None
+        Training steps per plane of ``bida-self`` (default: the CPU/GPU budget).
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda"`` (BiDA, the skull-strip network, ECLARE's GPU).
     seed : int
@@ -144,13 +154,15 @@ class EvalSettings:
     """
 
     scales: tuple[float, ...] = (2.5, 5.0)
-    methods: tuple[str, ...] = METHODS
+    methods: tuple[str, ...] = DEFAULT_METHODS
     profile: str = "slr"
     tbw: float = 16.0
     axis: str = "AP"
     species: str = "rat"
     weights: str | None = None
     steps: int = 16
+    n_samples: int = 1
+    self_prior_steps: int | None = None
     device: str = "auto"
     seed: int = 0
     skullstrip_stride: int | None = None
@@ -191,6 +203,7 @@ class EvalSettings:
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings a resumed run must share with the first one."""
+        uses_bida = bool(set(self.methods) & set(BIDA_METHODS))
         values = {
             "profile": self.profile,
             "tbw": self.tbw if self.profile == "slr" else None,
@@ -198,9 +211,11 @@ class EvalSettings:
             "species": self.species if self.cdsc else None,
             "skullstrip": self.skullstrip_label,
             "cdsc": self.cdsc,
-            "steps": self.steps if "bida" in self.methods else None,
-            "seed": self.seed if "bida" in self.methods else None,
+            "steps": self.steps if uses_bida else None,
+            "seed": self.seed if uses_bida else None,
             "weights": str(Path(self.weights).resolve()) if self.weights else None,
+            "n_samples": self.n_samples if uses_bida else None,
+            "self_prior_steps": self.self_prior_steps if "bida-self" in self.methods else None,
         }
         return {k: values[k] for k in FINGERPRINT}
 
@@ -534,7 +549,7 @@ def run_method(
         from ..methods.cubic import cubic_super_resolve
 
         return cubic_super_resolve(lr_img, axis, thickness_mm, hr_mm)[0]
-    if method == "bida":
+    if method in BIDA_METHODS:
         from ..methods.bida import bida_super_resolve_image
 
         return bida_super_resolve_image(
@@ -543,7 +558,10 @@ def run_method(
             thickness_mm=thickness_mm,
             target_mm=hr_mm,
             weights_dir=settings.weights,
+            prior="self" if method == "bida-self" else "pretrained",
+            self_prior_steps=settings.self_prior_steps,
             steps=settings.steps,
+            n_samples=settings.n_samples,
             seed=settings.seed,
             device=_bida_device(settings.device),
             num_threads=max(1, torch_threads()),
