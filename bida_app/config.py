@@ -33,6 +33,7 @@ class RunConfig:
     steps: int = 16
     eta: float = 0.0
     n_samples: int = 1
+    null_shrinkage: bool = False
     weights: str = ""
     prior: str = "pretrained"
     self_prior_steps: int = 0  # 0: the scan-adaptive prior's default budget

@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="BiDA posterior samples averaged (default: 1)",
     )
     p.add_argument(
+        "--null-shrinkage",
+        action="store_true",
+        help="with --n-samples > 1: shrink BiDA's null-space detail where samples disagree",
+    )
+    p.add_argument(
         "--self-prior-steps",
         type=_count,
         metavar="N",
@@ -170,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
             weights=str(args.weights) if args.weights else None,
             steps=args.steps,
             n_samples=args.n_samples,
+            null_shrinkage=args.null_shrinkage,
             self_prior_steps=args.self_prior_steps,
             device=args.device,
             seed=args.seed,

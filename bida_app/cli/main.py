@@ -83,6 +83,7 @@ def _bids_app(argv: list[str]) -> int:
         steps=args.steps,
         eta=args.eta,
         n_samples=args.n_samples,
+        null_shrinkage=args.null_shrinkage,
         weights=str(args.weights or ""),
         prior=args.prior,
         self_prior_steps=args.self_prior_steps or 0,

@@ -127,6 +127,13 @@ def build_parser() -> BidaArgumentParser:
         help="posterior samples; >1 also writes a desc-bidaStd uncertainty map",
     )
     g.add_argument(
+        "--null_shrinkage",
+        "--null-shrinkage",
+        action="store_true",
+        help="with --n_samples > 1: shrink the prior's null-space detail where the samples "
+        "disagree (output stays consistent with the data)",
+    )
+    g.add_argument(
         "--weights",
         type=Path,
         default=None,

@@ -104,6 +104,7 @@ FINGERPRINT: tuple[str, ...] = (
     "seed",
     "weights",
     "n_samples",
+    "null_shrinkage",
     "self_prior_steps",
 )
 
@@ -135,6 +136,8 @@ class EvalSettings:
         BiDA sampling steps.
     n_samples : int
         BiDA posterior samples averaged (K).
+    null_shrinkage : bool
+        Shrink BiDA's null-space detail where the K samples disagree.
     self_prior_steps : int or None
         Training steps per plane of ``bida-self`` (default: the CPU/GPU budget).
     device : str
@@ -162,6 +165,7 @@ class EvalSettings:
     weights: str | None = None
     steps: int = 16
     n_samples: int = 1
+    null_shrinkage: bool = False
     self_prior_steps: int | None = None
     device: str = "auto"
     seed: int = 0
@@ -215,6 +219,7 @@ class EvalSettings:
             "seed": self.seed if uses_bida else None,
             "weights": str(Path(self.weights).resolve()) if self.weights else None,
             "n_samples": self.n_samples if uses_bida else None,
+            "null_shrinkage": self.null_shrinkage if uses_bida else None,
             "self_prior_steps": self.self_prior_steps if "bida-self" in self.methods else None,
         }
         return {k: values[k] for k in FINGERPRINT}
@@ -562,6 +567,7 @@ def run_method(
             self_prior_steps=settings.self_prior_steps,
             steps=settings.steps,
             n_samples=settings.n_samples,
+            null_shrinkage=settings.null_shrinkage,
             seed=settings.seed,
             device=_bida_device(settings.device),
             num_threads=max(1, torch_threads()),

@@ -80,6 +80,7 @@ class _BidaInputSpec(BaseInterfaceInputSpec):
     steps = traits.Int(16, usedefault=True, desc="DDIM steps")
     eta = traits.Float(0.0, usedefault=True, desc="DDIM stochasticity")
     n_samples = traits.Int(1, usedefault=True, desc="posterior samples (K)")
+    null_shrinkage = traits.Bool(False, usedefault=True, desc="shrink disagreeing null space")
     seed = traits.Int(0, usedefault=True, desc="random seed")
     device = traits.Str("auto", usedefault=True, nohash=True, desc="torch device")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads for torch")
@@ -109,6 +110,7 @@ class BidaSR(SimpleInterface):
                 steps=self.inputs.steps,
                 eta=self.inputs.eta,
                 n_samples=self.inputs.n_samples,
+                null_shrinkage=self.inputs.null_shrinkage,
                 seed=self.inputs.seed,
                 device=self.inputs.device,
                 num_threads=self.inputs.num_threads,

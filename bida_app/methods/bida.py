@@ -110,6 +110,7 @@ def bida_super_resolve_image(
     steps: int = 16,
     eta: float = 0.0,
     n_samples: int = 1,
+    null_shrinkage: bool = False,
     seed: int = 0,
     device: str = "auto",
     num_threads: int = 1,
@@ -210,6 +211,7 @@ def bida_super_resolve_image(
         seed=seed,
         device=dev,
         progress=progress,
+        null_shrinkage=null_shrinkage,
     )
 
     # 4. inverse: unpad, intensities, output grid, cubic fill where the grid cropped
