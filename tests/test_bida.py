@@ -221,6 +221,19 @@ def test_null_space_shrinkage_is_consistent_and_pulls_towards_pinv(models, hr_vo
     assert np.linalg.norm(shrunk.mean - base) < np.linalg.norm(plain.mean - base)
 
 
+def test_background_only_slices_take_the_pseudo_inverse(models, hr_volume):
+    """Padding slices (LR all -1) are not sampled: they equal A⁺y; other slices unchanged."""
+    op = _operator_from_hr(1, hr_volume.shape[1], 5.0)
+    lr = op(hr_volume).astype(np.float32)
+    lr[:, :, :3] = -1.0  # three axial slices of pure padding
+    kw = {"steps": 2, "seed": 1}
+    vol, _ = super_resolve_plane(lr, op, models["axial"], **kw)
+    base = op.pinv(lr.astype(np.float64))
+    np.testing.assert_allclose(vol[:, :, :3], base[:, :, :3], atol=1e-6)
+    part, _ = super_resolve_plane(lr, op, models["axial"], slices=range(3, lr.shape[2]), **kw)
+    np.testing.assert_allclose(vol[:, :, 3:], part, atol=1e-6)
+
+
 def test_missing_plane_model_is_clear(models, hr_volume):
     op = _operator_from_hr(1, hr_volume.shape[1], 2.5)
     only_axial = {"axial": models["axial"]}

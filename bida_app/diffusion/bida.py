@@ -39,6 +39,9 @@ PLANES_FOR_AXIS: dict[int, tuple[str, str]] = {
 CPU_BATCH_PIXELS = 160_000
 """Canvas pixels per batch on the CPU (about 8 slices of 144x144)."""
 
+BACKGROUND = -1.0 + 1e-6
+"""Standardized intensity at or below which an LR slice counts as background only."""
+
 CUDA_BATCH_BYTES = 3 * 2**30
 """Upper bound of activation memory per batch on CUDA (keeps a volume under ~4 GB)."""
 
@@ -195,6 +198,7 @@ def super_resolve_plane(
     dtype: str = "auto",
     slices: Sequence[int] | None = None,
     progress: Callable[[int], None] | None = None,
+    background: float = BACKGROUND,
 ) -> tuple[np.ndarray, int]:
     """DDNM on every slice (or the given ``slices``) of ``model.plane``.
 
@@ -210,6 +214,9 @@ def super_resolve_plane(
         As in :func:`super_resolve`.
     slices : sequence of int, optional
         Slice indices to process (default: all); the output stacks them in that order.
+        Slices whose LR data are all background (``<= background``, e.g. the padding
+        around a small field of view) are not sampled: they get the minimum-norm solution
+        ``A⁺y``, which is what DDNM keeps of them anyway up to the prior's hallucinations.
     progress : callable, optional
         Called with the number of slice-steps done after each step.
 
@@ -230,6 +237,16 @@ def super_resolve_plane(
     index = list(range(stack.shape[0])) if slices is None else [int(i) for i in slices]
     out = np.empty((len(index), 1, *lay.hr_shape), dtype=np.float32)
     denoise = make_denoiser(model.net, dev, amp)
+    empty = [j for j, k in enumerate(index) if bool(np.all(stack[k] <= background))]
+    if empty:
+        base = np.moveaxis(operator.pinv(np.asarray(lr, dtype=np.float64)), lay.slice_axis, 0)
+        for j in empty:
+            out[j, 0] = base[index[j]]
+        if progress is not None:
+            progress(len(empty) * steps)
+        logger.debug("%s: %d background-only slices take A+y", model.plane, len(empty))
+    skip = set(empty)
+    todo = [j for j in range(len(index)) if j not in skip]
 
     done = [0]  # slice-steps reported to ``progress`` in the current batch
 
@@ -254,11 +271,12 @@ def super_resolve_plane(
             callback=lambda i: step_cb(i, len(batch)),
         )
 
-    bs = batch_size or auto_batch_size(lay, len(index), dev, denoise)
+    bs = batch_size or auto_batch_size(lay, max(1, len(todo)), dev, denoise)
     pos = 0
     with torch.inference_mode():
-        while pos < len(index):
-            batch = index[pos : pos + bs]
+        while pos < len(todo):
+            rows = todo[pos : pos + bs]
+            batch = [index[j] for j in rows]
             try:
                 res = run(batch)
             except torch.cuda.OutOfMemoryError:
@@ -270,7 +288,7 @@ def super_resolve_plane(
                 torch.cuda.empty_cache()
                 logger.warning("CUDA out of memory; retrying %s with batch %d", lay.plane, bs)
                 continue
-            out[pos : pos + len(batch)] = res.cpu().numpy()
+            out[rows] = res.cpu().numpy()
             pos += len(batch)
     return np.moveaxis(out[:, 0], 0, lay.slice_axis), bs
 
