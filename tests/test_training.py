@@ -183,3 +183,25 @@ def test_trained_weights_run_in_the_participant_workflow(bids, tmp_path):
         assert used[plane]["Training"]["steps"] == 3
     assert meta["ModelGridGeometry"]["PaddedLength"] >= 48
     assert np.isfinite(np.asarray(nib.load(sr).dataobj)).all()
+
+
+def test_torchrun_ddp_on_cpu_trains_and_writes_once(bids, tmp_path):
+    """Two Gloo processes under torchrun: DDP runs, rank 0 alone writes the weights."""
+    import os
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "bida_app.cli.main", "train", str(bids), "--plane", "sagittal", "--out"]
+    cmd += [str(out), "--preset", "tiny", "--grid", "48x48x32", "--no-n4", "--steps", "4"]
+    cmd += ["--batch-size", "2", "--grid-samples", "0", "--val-fraction", "0", "--device", "cpu"]
+    cmd += ["--threads", "1", "--no-progress"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "rank 1 of 2" in proc.stderr and "rank 0 of 2" in proc.stderr
+    card = json.loads((out / "sagittal.json").read_text())
+    assert card["training"]["steps"] == 4 and card["training"]["world_size"] == 2
+    rows = (out / "logs" / "sagittal.csv").read_text().splitlines()
+    assert rows[-1].startswith("4,") and len([r for r in rows if r.startswith("4,")]) == 1

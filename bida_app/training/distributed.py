@@ -3,7 +3,8 @@
 ``torchrun --nproc_per_node=N -m bida_app.cli.main train ...`` sets ``WORLD_SIZE``, ``RANK``
 and ``LOCAL_RANK``; each process then trains on its own GPU with its own data stream, DDP
 averages the gradients, and rank 0 alone writes the cache, logs, samples and checkpoints.
-Not exercised by the test suite (no multi-GPU machine in CI).
+The test suite runs two Gloo processes on the CPU; NCCL on several GPUs is the same code
+path but has not run where bida was developed.
 """
 
 from __future__ import annotations
