@@ -34,6 +34,7 @@ class RunConfig:
     eta: float = 0.0
     n_samples: int = 1
     null_shrinkage: bool = False
+    slice_profile: str = "gaussian"
     weights: str = ""
     prior: str = "pretrained"
     self_prior_steps: int = 0  # 0: the scan-adaptive prior's default budget

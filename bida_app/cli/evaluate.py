@@ -110,6 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="BiDA posterior samples averaged (default: 1)",
     )
     p.add_argument(
+        "--bida-profile",
+        choices=("gaussian", "slr", "boxcar"),
+        default="gaussian",
+        help="slice profile of BiDA's forward model A (default: gaussian, as in the paper)",
+    )
+    p.add_argument(
         "--null-shrinkage",
         action="store_true",
         help="with --n-samples > 1: shrink BiDA's null-space detail where samples disagree",
@@ -176,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             steps=args.steps,
             n_samples=args.n_samples,
             null_shrinkage=args.null_shrinkage,
+            bida_profile=args.bida_profile,
             self_prior_steps=args.self_prior_steps,
             device=args.device,
             seed=args.seed,

@@ -84,6 +84,7 @@ def _bids_app(argv: list[str]) -> int:
         eta=args.eta,
         n_samples=args.n_samples,
         null_shrinkage=args.null_shrinkage,
+        slice_profile=args.slice_profile,
         weights=str(args.weights or ""),
         prior=args.prior,
         self_prior_steps=args.self_prior_steps or 0,

@@ -127,6 +127,14 @@ def build_parser() -> BidaArgumentParser:
         help="posterior samples; >1 also writes a desc-bidaStd uncertainty map",
     )
     g.add_argument(
+        "--slice_profile",
+        "--slice-profile",
+        choices=["gaussian", "slr", "boxcar"],
+        default="gaussian",
+        help="slice profile of BiDA's forward model A (FWHM = slice thickness): gaussian as "
+        "in the paper, or the sequence's own shape when known",
+    )
+    g.add_argument(
         "--null_shrinkage",
         "--null-shrinkage",
         action="store_true",

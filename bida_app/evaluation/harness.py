@@ -105,6 +105,7 @@ FINGERPRINT: tuple[str, ...] = (
     "weights",
     "n_samples",
     "null_shrinkage",
+    "bida_profile",
     "self_prior_steps",
 )
 
@@ -138,6 +139,8 @@ class EvalSettings:
         BiDA posterior samples averaged (K).
     null_shrinkage : bool
         Shrink BiDA's null-space detail where the K samples disagree.
+    bida_profile : str
+        Slice profile of BiDA's forward model A (``"gaussian"`` as in the paper).
     self_prior_steps : int or None
         Training steps per plane of ``bida-self`` (default: the CPU/GPU budget).
     device : str
@@ -166,6 +169,7 @@ class EvalSettings:
     steps: int = 16
     n_samples: int = 1
     null_shrinkage: bool = False
+    bida_profile: str = "gaussian"
     self_prior_steps: int | None = None
     device: str = "auto"
     seed: int = 0
@@ -220,6 +224,7 @@ class EvalSettings:
             "weights": str(Path(self.weights).resolve()) if self.weights else None,
             "n_samples": self.n_samples if uses_bida else None,
             "null_shrinkage": self.null_shrinkage if uses_bida else None,
+            "bida_profile": self.bida_profile if uses_bida else None,
             "self_prior_steps": self.self_prior_steps if "bida-self" in self.methods else None,
         }
         return {k: values[k] for k in FINGERPRINT}
@@ -568,6 +573,7 @@ def run_method(
             steps=settings.steps,
             n_samples=settings.n_samples,
             null_shrinkage=settings.null_shrinkage,
+            slice_profile=settings.bida_profile,
             seed=settings.seed,
             device=_bida_device(settings.device),
             num_threads=max(1, torch_threads()),

@@ -81,6 +81,7 @@ class _BidaInputSpec(BaseInterfaceInputSpec):
     eta = traits.Float(0.0, usedefault=True, desc="DDIM stochasticity")
     n_samples = traits.Int(1, usedefault=True, desc="posterior samples (K)")
     null_shrinkage = traits.Bool(False, usedefault=True, desc="shrink disagreeing null space")
+    slice_profile = traits.Enum("gaussian", "slr", "boxcar", usedefault=True, desc="profile of A")
     seed = traits.Int(0, usedefault=True, desc="random seed")
     device = traits.Str("auto", usedefault=True, nohash=True, desc="torch device")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads for torch")
@@ -111,6 +112,7 @@ class BidaSR(SimpleInterface):
                 eta=self.inputs.eta,
                 n_samples=self.inputs.n_samples,
                 null_shrinkage=self.inputs.null_shrinkage,
+                slice_profile=self.inputs.slice_profile,
                 seed=self.inputs.seed,
                 device=self.inputs.device,
                 num_threads=self.inputs.num_threads,

@@ -111,6 +111,7 @@ def bida_super_resolve_image(
     eta: float = 0.0,
     n_samples: int = 1,
     null_shrinkage: bool = False,
+    slice_profile: str = "gaussian",
     seed: int = 0,
     device: str = "auto",
     num_threads: int = 1,
@@ -127,7 +128,10 @@ def bida_super_resolve_image(
     through_axis : int
         Voxel axis (of ``img``) of the through-plane direction; must be its largest spacing.
     thickness_mm, target_mm : float
-        Slice thickness (Gaussian FWHM of A) and output through-plane voxel size.
+        Slice thickness (FWHM of the slice profile of A) and output through-plane voxel size.
+    slice_profile : {"gaussian", "slr", "boxcar"}
+        Profile of A: ``gaussian`` as in the paper, or the acquisition's own shape when it is
+        known (``slr``: a sharp Shinnar-Le Roux excitation, ``boxcar``: ideal slab).
     weights_dir : str, optional
         Folder of plane models; default the shipped weights.
     prior : {"pretrained", "self"}
@@ -197,7 +201,7 @@ def bida_super_resolve_image(
     n_pad = max(grid[axis], geom.n_hr)
     before, _ = pad_widths(geom.n_hr, n_pad)
     op = SliceOperator(
-        n_pad, geom.lr_centres + before, voxel, make_profile("gaussian", thickness_mm), axis
+        n_pad, geom.lr_centres + before, voxel, make_profile(slice_profile, thickness_mm), axis
     )
 
     # 3. BiDA
@@ -228,7 +232,7 @@ def bida_super_resolve_image(
         )
         x = np.where(inside, x, cubic_resample(y, out_geom))
     # 5. data consistency on the output grid
-    a_out = SliceOperator.from_geometry(out_geom, "gaussian")
+    a_out = SliceOperator.from_geometry(out_geom, slice_profile)
     x = a_out.consistency(np.asarray(x, np.float64), y)
     resid = float(np.linalg.norm(a_out(x) - y) / max(np.linalg.norm(y), 1e-12))
 
@@ -250,7 +254,7 @@ def bida_super_resolve_image(
             "NumberOfSamples": n_samples,
             "Prior": prior,
             "Planes": list(planes),
-            "SliceProfile": "gaussian",
+            "SliceProfile": slice_profile,
             "ProfileFWHM": thickness_mm,
             "ModelVoxelSize": voxel,
             "Models": {p: models[p].describe() for p in planes},
@@ -261,7 +265,7 @@ def bida_super_resolve_image(
         "Orientation": oinfo.to_dict(),
         **res.sidecar(),
         "DataConsistencyResidualOutputGrid": resid,
-        "DataConsistencyModel": "gaussian slice profile, FWHM = slice thickness",
+        "DataConsistencyModel": f"{slice_profile} slice profile, FWHM = slice thickness",
         "Compute": res.device,
     }
     return BidaImageResult(out, std_img, sidecar)

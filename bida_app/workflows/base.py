@@ -83,6 +83,7 @@ def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = 
                 eta=cfg.eta,
                 n_samples=cfg.n_samples,
                 null_shrinkage=cfg.null_shrinkage,
+                slice_profile=cfg.slice_profile,
                 seed=cfg.seed,
                 device=cfg.device,
                 num_threads=cfg.omp_nthreads,
