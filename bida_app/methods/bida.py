@@ -22,6 +22,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import BidaError, ExitCode
+from ..models.weights import MODEL_GRID
 from ..physics import SliceGeometry, SliceOperator, make_profile
 
 LOGGER = logging.getLogger(__name__)
@@ -69,6 +70,34 @@ def get_plane_models(weights_dir: str | None, planes: tuple[str, ...], device: s
     return _MODEL_CACHE[key]
 
 
+def scan_grid(
+    ras: nib.Nifti1Image, axis: int, voxel_mm: float = 0.2, factor: int = 4
+) -> tuple[int, int, int]:
+    """Model grid fitted to a thick-slice scan: its extent at ``voxel_mm``, in multiples of
+    ``factor``; in-plane axes at most the standard grid (larger FOVs are brain-cropped, as
+    for the shipped priors).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = nib.Nifti1Image(np.zeros((256, 24, 256), np.float32),
+    ...                       np.diag([0.1125, 1.0, 0.1125, 1.0]))
+    >>> scan_grid(img, 1)
+    (144, 120, 64)
+    """
+    from ..preprocess.orient import voxel_sizes
+    from ..preprocess.resample import inplane_grid
+
+    _, shape = inplane_grid(ras.affine, ras.shape[:3], axis, voxel_mm)
+    n = list(shape)
+    n[axis] = int(round(ras.shape[axis] * voxel_sizes(ras.affine)[axis] / voxel_mm))
+    grid = [-(-k // factor) * factor for k in n]
+    for a in range(3):
+        if a != axis:
+            grid[a] = min(grid[a], MODEL_GRID[a])
+    return tuple(grid)  # type: ignore[return-value]
+
+
 def model_grid(models: dict, default: tuple[int, int, int] = (144, 144, 64)) -> tuple[int, ...]:
     """Volume grid (RAS) the plane models were trained on, from their cards' slice shapes."""
     from ..models.weights import PLANE_SLICE_AXIS
@@ -112,6 +141,7 @@ def bida_super_resolve_image(
     n_samples: int = 1,
     null_shrinkage: bool = False,
     slice_profile: str = "gaussian",
+    fit_grid: bool = True,
     seed: int = 0,
     device: str = "auto",
     num_threads: int = 1,
@@ -143,6 +173,11 @@ def bida_super_resolve_image(
         Already loaded plane models (overrides ``weights_dir``).
     grid : tuple of int, optional
         Model grid (RAS); default from the models' cards (144×144×64 for the paper's).
+    fit_grid : bool
+        Shrink the default grid to the scan's extent (multiples of the UNet's factor): the
+        slices then carry less padding and a small field of view is sampled faster. The
+        priors are convolutional and trained on crops, so the result is the same up to the
+        padding's influence.
     Other parameters are those of :func:`bida_app.diffusion.bida.super_resolve`.
     """
     import torch
@@ -190,7 +225,11 @@ def bida_super_resolve_image(
             "the two plane models were trained at different voxel sizes", ExitCode.BAD_DATA
         )
 
-    grid = grid or model_grid({p: models[p] for p in planes})
+    if grid is None:
+        grid = model_grid({p: models[p] for p in planes})
+        if fit_grid:  # no wider than the scan: a small FOV (a mouse) costs less
+            fitted = scan_grid(ras, axis, voxel, max(models[p].factor for p in planes))
+            grid = tuple(min(a, b) for a, b in zip(grid, fitted, strict=True))
 
     # 1-2. in-plane resampling and standardization (through-plane axis left alone)
     lr = resample_inplane(ras, axis, voxel)

@@ -33,9 +33,10 @@ import nibabel as nib
 import torch
 
 from ..errors import BidaError, ExitCode
-from ..models.weights import MODEL_GRID, MODEL_VOXEL_MM, PLANE_SLICE_AXIS, PlaneModel
+from ..models.weights import MODEL_VOXEL_MM, PLANE_SLICE_AXIS, PlaneModel
 from ..training.data import PreparedVolume, PrepConfig, slices_from_arrays, standardize_ras
 from ..training.trainer import TrainConfig, Trainer
+from .bida import scan_grid
 
 LOGGER = logging.getLogger(__name__)
 
@@ -65,34 +66,6 @@ GPU_SETTINGS = replace(
 """GPU budget: ``small`` UNet, 3000 steps of 32 patches of 64² per plane."""
 
 PLANES_FOR_AXIS = {0: ("axial", "coronal"), 1: ("axial", "sagittal"), 2: ("coronal", "sagittal")}
-
-
-def scan_grid(
-    ras: nib.Nifti1Image, axis: int, voxel_mm: float = MODEL_VOXEL_MM, factor: int = 4
-) -> tuple[int, int, int]:
-    """Model grid fitted to a thick-slice scan: its extent at ``voxel_mm``, in multiples of
-    ``factor``; in-plane axes at most the standard grid (larger FOVs are brain-cropped, as
-    for the shipped priors).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> img = nib.Nifti1Image(np.zeros((256, 24, 256), np.float32),
-    ...                       np.diag([0.1125, 1.0, 0.1125, 1.0]))
-    >>> scan_grid(img, 1)
-    (144, 120, 64)
-    """
-    from ..preprocess.orient import voxel_sizes
-    from ..preprocess.resample import inplane_grid
-
-    _, shape = inplane_grid(ras.affine, ras.shape[:3], axis, voxel_mm)
-    n = list(shape)
-    n[axis] = int(round(ras.shape[axis] * voxel_sizes(ras.affine)[axis] / voxel_mm))
-    grid = [-(-k // factor) * factor for k in n]
-    for a in range(3):
-        if a != axis:
-            grid[a] = min(grid[a], MODEL_GRID[a])
-    return tuple(grid)  # type: ignore[return-value]
 
 
 def _settings(device: torch.device, steps: int | None, seed: int) -> TrainConfig:
