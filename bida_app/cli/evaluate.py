@@ -109,6 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="K",
         help="BiDA posterior samples averaged (default: 1)",
     )
+    p.add_argument("--eta", type=float, default=0.0, help="BiDA DDIM stochasticity (default: 0)")
     p.add_argument(
         "--bida-profile",
         choices=("gaussian", "slr", "boxcar"),
@@ -181,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
             weights=str(args.weights) if args.weights else None,
             steps=args.steps,
             n_samples=args.n_samples,
+            eta=args.eta,
             null_shrinkage=args.null_shrinkage,
             bida_profile=args.bida_profile,
             self_prior_steps=args.self_prior_steps,

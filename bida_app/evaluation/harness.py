@@ -104,6 +104,7 @@ FINGERPRINT: tuple[str, ...] = (
     "seed",
     "weights",
     "n_samples",
+    "eta",
     "null_shrinkage",
     "bida_profile",
     "self_prior_steps",
@@ -137,6 +138,8 @@ class EvalSettings:
         BiDA sampling steps.
     n_samples : int
         BiDA posterior samples averaged (K).
+    eta : float
+        BiDA DDIM stochasticity (0: deterministic).
     null_shrinkage : bool
         Shrink BiDA's null-space detail where the K samples disagree.
     bida_profile : str
@@ -168,6 +171,7 @@ class EvalSettings:
     weights: str | None = None
     steps: int = 16
     n_samples: int = 1
+    eta: float = 0.0
     null_shrinkage: bool = False
     bida_profile: str = "gaussian"
     self_prior_steps: int | None = None
@@ -223,6 +227,7 @@ class EvalSettings:
             "seed": self.seed if uses_bida else None,
             "weights": str(Path(self.weights).resolve()) if self.weights else None,
             "n_samples": self.n_samples if uses_bida else None,
+            "eta": self.eta if uses_bida else None,
             "null_shrinkage": self.null_shrinkage if uses_bida else None,
             "bida_profile": self.bida_profile if uses_bida else None,
             "self_prior_steps": self.self_prior_steps if "bida-self" in self.methods else None,
@@ -572,6 +577,7 @@ def run_method(
             self_prior_steps=settings.self_prior_steps,
             steps=settings.steps,
             n_samples=settings.n_samples,
+            eta=settings.eta,
             null_shrinkage=settings.null_shrinkage,
             slice_profile=settings.bida_profile,
             seed=settings.seed,
