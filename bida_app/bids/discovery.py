@@ -210,3 +210,52 @@ def select_t2w_runs(
         }
         runs.append(describe_run(Path(bf.path), root, entities, bf.get_metadata(), header_scale))
     return runs
+
+
+def isotropic_t2w_runs(
+    root: str | Path, participant_label: list[str] | None = None, rtol: float = 1e-3
+) -> list[tuple[Path, dict]]:
+    """Isotropic T2w NIfTI runs of a BIDS dataset, with their sidecar metadata.
+
+    Parameters
+    ----------
+    root : path
+        BIDS dataset.
+    participant_label : list of str, optional
+        Subjects to keep (``01`` or ``sub-01``).
+    rtol : float
+        Relative tolerance on the voxel sizes for a run to count as isotropic.
+
+    Returns
+    -------
+    list of (Path, dict)
+
+    Raises
+    ------
+    BidaError
+        Exit 16 when ``root`` is not a BIDS dataset, 18 when no isotropic T2w run is found.
+    """
+    from bids import BIDSLayout
+
+    root = Path(root)
+    if not (root / "dataset_description.json").is_file():
+        raise BidaError(
+            f"{root}: not a BIDS dataset (no dataset_description.json)", ExitCode.BIDS_INVALID
+        )
+    try:
+        layout = BIDSLayout(str(root), validate=False)
+    except Exception as exc:
+        raise BidaError(f"{root}: not a BIDS dataset ({exc})", ExitCode.BIDS_INVALID) from exc
+    query: dict = {"suffix": "T2w", "extension": [".nii", ".nii.gz"]}
+    if participant_label:
+        query["subject"] = [s.removeprefix("sub-") for s in participant_label]
+    runs = []
+    for f in layout.get(**query):
+        zooms = np.sqrt((nib.load(f.path).affine[:3, :3] ** 2).sum(axis=0))
+        if np.allclose(zooms, zooms[0], rtol=rtol):
+            runs.append((Path(f.path), f.get_metadata()))
+        else:
+            LOGGER.info("%s: not isotropic (%s mm), not used", f.filename, np.round(zooms, 4))
+    if not runs:
+        raise BidaError(f"{root}: no isotropic T2w runs found", ExitCode.NO_DATA)
+    return runs

@@ -22,19 +22,12 @@ import numpy as np
 import torch
 
 from ..errors import BidaError, ExitCode
-from ..models.weights import PLANE_SLICE_AXIS, PLANES, PlaneModel
+from ..models.weights import PLANE_SLICE_AXIS, PLANES, PLANES_FOR_AXIS, PlaneModel
 from ..physics import SliceOperator
 from .ddnm import ddnm_sample
 from .flow import Denoiser
 
 logger = logging.getLogger(__name__)
-
-PLANES_FOR_AXIS: dict[int, tuple[str, str]] = {
-    0: ("axial", "coronal"),
-    1: ("axial", "sagittal"),
-    2: ("coronal", "sagittal"),
-}
-"""The two planes whose slices contain each through-plane voxel axis."""
 
 CPU_BATCH_PIXELS = 160_000
 """Canvas pixels per batch on the CPU (about 8 slices of 144x144)."""

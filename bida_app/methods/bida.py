@@ -22,12 +22,10 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import BidaError, ExitCode
-from ..models.weights import MODEL_GRID
+from ..models.weights import MODEL_GRID, PLANES_FOR_AXIS
 from ..physics import SliceGeometry, SliceOperator, make_profile
 
 LOGGER = logging.getLogger(__name__)
-#: The two planes that contain each RAS through-plane axis.
-PLANES_FOR_AXIS = {0: ("axial", "coronal"), 1: ("axial", "sagittal"), 2: ("coronal", "sagittal")}
 _MODEL_CACHE: dict[tuple, dict] = {}
 
 

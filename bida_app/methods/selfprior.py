@@ -33,7 +33,7 @@ import nibabel as nib
 import torch
 
 from ..errors import BidaError, ExitCode
-from ..models.weights import MODEL_VOXEL_MM, PLANE_SLICE_AXIS, PlaneModel
+from ..models.weights import MODEL_VOXEL_MM, PLANE_SLICE_AXIS, PLANES_FOR_AXIS, PlaneModel
 from ..training.data import PreparedVolume, PrepConfig, slices_from_arrays, standardize_ras
 from ..training.trainer import TrainConfig, Trainer
 from .bida import scan_grid
@@ -64,8 +64,6 @@ GPU_SETTINGS = replace(
     CPU_SETTINGS, steps=3000, preset="small", batch_size=32, lr=5e-4, warmup=100, patch=64
 )
 """GPU budget: ``small`` UNet, 3000 steps of 32 patches of 64² per plane."""
-
-PLANES_FOR_AXIS = {0: ("axial", "coronal"), 1: ("axial", "sagittal"), 2: ("coronal", "sagittal")}
 
 
 def _settings(device: torch.device, steps: int | None, seed: int) -> TrainConfig:

@@ -33,6 +33,13 @@ PLANES: tuple[str, ...] = ("axial", "coronal", "sagittal")
 PLANE_SLICE_AXIS: dict[str, int] = {"axial": 2, "coronal": 1, "sagittal": 0}
 """Volume axis that enumerates the slices of each plane."""
 
+PLANES_FOR_AXIS: dict[int, tuple[str, str]] = {
+    0: ("axial", "coronal"),
+    1: ("axial", "sagittal"),
+    2: ("coronal", "sagittal"),
+}
+"""The two planes whose slices contain each through-plane (RAS voxel) axis."""
+
 MODEL_GRID: tuple[int, int, int] = (144, 144, 64)
 """Standard model grid (RAS voxels) at :data:`MODEL_VOXEL_MM`."""
 

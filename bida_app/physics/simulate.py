@@ -270,29 +270,9 @@ def simulate_bids(
 
 def _isotropic_t2w(bids_dir: Path, participant_label: list[str] | None) -> list[tuple[Path, dict]]:
     """Isotropic T2w NIfTI runs of the dataset and their sidecar metadata."""
-    from bids import BIDSLayout
+    from ..bids.discovery import isotropic_t2w_runs
 
-    if not (bids_dir / "dataset_description.json").is_file():
-        raise BidaError(
-            f"{bids_dir}: not a BIDS dataset (no dataset_description.json)", ExitCode.BIDS_INVALID
-        )
-    try:
-        layout = BIDSLayout(str(bids_dir), validate=False)
-    except Exception as exc:
-        raise BidaError(f"{bids_dir}: not a BIDS dataset ({exc})", ExitCode.BIDS_INVALID) from exc
-    query: dict[str, Any] = {"suffix": "T2w", "extension": [".nii", ".nii.gz"]}
-    if participant_label:
-        query["subject"] = [s.removeprefix("sub-") for s in participant_label]
-    runs = []
-    for f in layout.get(**query):
-        zooms = np.sqrt((nib.load(f.path).affine[:3, :3] ** 2).sum(axis=0))
-        if np.allclose(zooms, zooms[0], rtol=ISOTROPY_RTOL):
-            runs.append((Path(f.path), f.get_metadata()))
-        else:
-            logger.info("skipping %s: not isotropic (%s mm)", f.filename, np.round(zooms, 4))
-    if not runs:
-        raise BidaError(f"{bids_dir}: no isotropic T2w runs found", ExitCode.NO_DATA)
-    return runs
+    return isotropic_t2w_runs(bids_dir, participant_label, ISOTROPY_RTOL)
 
 
 def _write_description(bids_dir: Path, out_dir: Path, params: dict) -> None:

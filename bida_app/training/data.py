@@ -193,27 +193,11 @@ def find_inputs(
 
 
 def _bids_isotropic_t2w(root: Path, participant_label: Sequence[str] | None) -> list[Path]:
-    from bids import BIDSLayout
+    from ..bids.discovery import isotropic_t2w_runs
 
-    if not (root / "dataset_description.json").is_file():
-        raise BidaError(
-            f"{root}: not a BIDS dataset (no dataset_description.json)", ExitCode.BIDS_INVALID
-        )
-    layout = BIDSLayout(str(root), validate=False)
-    query: dict[str, Any] = {"suffix": "T2w", "extension": [".nii", ".nii.gz"]}
-    if participant_label:
-        query["subject"] = [s.removeprefix("sub-") for s in participant_label]
-    runs = []
-    for f in layout.get(**query):
-        zooms = np.sqrt((nib.load(f.path).affine[:3, :3] ** 2).sum(axis=0))
-        if np.allclose(zooms, zooms[0], rtol=1e-3):
-            runs.append(Path(f.path).resolve())
-        else:
-            LOGGER.info("%s: not isotropic (%s mm), not used", f.filename, np.round(zooms, 4))
-    if not runs:
-        raise BidaError(f"{root}: no isotropic T2w runs", ExitCode.NO_DATA)
+    runs = isotropic_t2w_runs(root, list(participant_label) if participant_label else None)
     LOGGER.info("%s: %d isotropic T2w run(s)", root, len(runs))
-    return runs
+    return [path.resolve() for path, _ in runs]
 
 
 # --------------------------------------------------------------------------- preprocessing
