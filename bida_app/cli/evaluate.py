@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--self-prior-steps",
         type=_count,
         metavar="N",
-        help="bida-self: training steps per plane (default: 300 on CPU, 3000 on GPU)",
+        help="bida-self: training steps per plane (default: 1000 on CPU, 3000 on GPU)",
     )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="BiDA random seed")

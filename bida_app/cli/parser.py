@@ -160,7 +160,7 @@ def build_parser() -> BidaArgumentParser:
         type=_positive_int,
         default=None,
         metavar="N",
-        help="training steps per plane of --prior self (default: 300 on CPU, 3000 on GPU)",
+        help="training steps per plane of --prior self (default: 1000 on CPU, 3000 on GPU)",
     )
     g.add_argument(
         "--no_n4", "--no-n4", dest="n4", action="store_false", help="skip N4 bias-field correction"
