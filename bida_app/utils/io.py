@@ -11,13 +11,31 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``final``; rename it to ``final`` on success.
 
     The temporary name keeps the final suffixes (``.nii.gz``) so writers that
     infer the format from the extension behave. On error the temporary file is
-    removed and ``final`` is left untouched.
+    removed and ``final`` is left untouched. The file gets the mode a plain ``open`` would
+    give it (``0o666`` minus the umask), not ``mkstemp``'s private ``0o600``: derivatives
+    and weights are meant to be shared.
+
+    Examples
+    --------
+    >>> import stat, tempfile
+    >>> d = Path(tempfile.mkdtemp())
+    >>> with atomic_path(d / "a.txt") as tmp:
+    ...     _ = tmp.write_text("x")
+    >>> (d / "a.txt").read_text(), stat.S_IMODE((d / "a.txt").stat().st_mode) == 0o666 & ~_umask()
+    ('x', True)
     """
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
@@ -29,6 +47,8 @@ def atomic_path(final: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        if tmp_path.exists():  # mkstemp makes 0600; give the file the usual umask mode
+            os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, final)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
