@@ -73,18 +73,24 @@ def save_grid(
     rows: dict[str, np.ndarray],
     title: str = "",
 ) -> Path:
-    """Save rows of slices ``(N, H, W)`` in [-1, 1] as a PNG (one labelled row per entry)."""
+    """Save rows of slices ``(N, H, W)`` in [-1, 1] as a PNG (one labelled row per entry).
+
+    Slices are in RAS voxel order (first axis the plane's first RAS axis); they are shown
+    transposed with the origin at the bottom, i.e. in the anatomical orientation (superior
+    or anterior up, the first axis left to right), whatever the plane.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     n_cols = max(len(v) for v in rows.values())
-    h, w = next(iter(rows.values())).shape[1:]
+    first, second = next(iter(rows.values())).shape[1:]
+    aspect = first / second  # displayed width / height after the transpose
     fig, axes = plt.subplots(
         len(rows),
         n_cols,
-        figsize=(1.6 * n_cols * max(w / h, 0.5), 1.6 * len(rows) + 0.4),
+        figsize=(1.4 * n_cols * aspect + 0.2, 1.4 * len(rows) + 0.5),
         squeeze=False,
     )
     for r, (label, imgs) in enumerate(rows.items()):
@@ -92,7 +98,7 @@ def save_grid(
             ax = axes[r, c]
             ax.axis("off")
             if c < len(imgs):
-                ax.imshow(np.asarray(imgs[c]), cmap="gray", vmin=-1, vmax=1)
+                ax.imshow(np.asarray(imgs[c]).T, cmap="gray", vmin=-1, vmax=1, origin="lower")
         axes[r, 0].set_title(label, fontsize=8, loc="left")
     if title:
         fig.suptitle(title, fontsize=9)
