@@ -10,9 +10,9 @@ import torch
 
 from bida_app.cli.main import main as bida_main
 from bida_app.models import weights as weights_mod
+from bida_app.models.config import UNetConfig
 from bida_app.models.unet import UNet
 from bida_app.models.weights import save_plane_model, sha256_file
-from bida_app.training.presets import training_preset
 
 
 @pytest.fixture()
@@ -21,7 +21,7 @@ def weights(tmp_path) -> Path:
     torch.manual_seed(0)
     root = tmp_path / "weights"
     for plane in ("axial", "sagittal"):
-        save_plane_model(UNet(training_preset("tiny")), root, plane, training={"steps": 7})
+        save_plane_model(UNet(UNetConfig.preset("tiny")), root, plane, training={"steps": 7})
     return root
 
 

@@ -39,4 +39,5 @@ def test_shipped_weights_verify_and_predict_a_finite_velocity(capsys):
         with torch.inference_mode():
             v = model.net(x, torch.full((1,), 0.5))
         assert v.shape == x.shape and bool(torch.isfinite(v).all())
+        assert model.describe()["Preset"] == "small"  # sidecars name the shipped preset
         assert float(np.abs(v.numpy()).max()) > 0

@@ -40,7 +40,6 @@ def _weights_root(weights: Path | None) -> Path:
 def plane_status(root: Path, plane: str) -> dict[str, Any]:
     """One row of ``bida models list``: card facts and verification status of ``plane``."""
     from ..models.weights import verify_plane_model
-    from ..training.presets import preset_name
 
     row: dict[str, Any] = {"plane": plane, "status": "ok"}
     try:
@@ -57,7 +56,7 @@ def plane_status(root: Path, plane: str) -> dict[str, Any]:
             return row
     weights = root / card.get("weights", {}).get("file", f"{plane}.safetensors")
     try:
-        from ..models.config import UNetConfig
+        from ..models.config import UNetConfig, preset_name
 
         preset = preset_name(UNetConfig.from_dict(card["unet"]))
     except (KeyError, ValueError, TypeError):

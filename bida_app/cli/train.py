@@ -41,7 +41,7 @@ def _grid(text: str) -> tuple[int, int, int]:
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida train`` (usage errors exit 64)."""
-    from ..training.presets import TRAINING_PRESETS
+    from ..models.config import PRESETS
 
     p = BidaArgumentParser(
         prog="bida train",
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="leave after N steps of this run (checkpoint written; continue with --resume)",
     )
-    p.add_argument("--preset", choices=sorted(TRAINING_PRESETS), default="default")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="default")
     p.add_argument("--batch-size", "--batch_size", type=_positive_int, default=16)
     p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
     p.add_argument("--weight-decay", "--weight_decay", type=float, default=0.0)

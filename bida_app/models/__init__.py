@@ -1,6 +1,6 @@
 """The 2D plane priors: UNet architecture, its configuration and weights on disk."""
 
-from .config import PRESETS, UNetConfig
+from .config import PRESETS, UNetConfig, preset_name
 from .unet import UNet
 from .weights import (
     DEFAULT_WEIGHTS_DIR,
@@ -21,6 +21,7 @@ __all__ = [
     "PLANES",
     "PLANE_SLICE_AXIS",
     "PRESETS",
+    "preset_name",
     "PlaneModel",
     "default_weights_dir",
     "UNet",

@@ -122,6 +122,15 @@ PRESETS: dict[str, UNetConfig] = {
         num_heads=2,
         groups=4,
     ),
+    # ~1.0M parameters: CPU-trainable priors (the shipped weights), scan-adaptive priors on GPU.
+    "small": UNetConfig(
+        base_channels=16,
+        channel_mult=(1, 2, 4),
+        num_res_blocks=2,
+        attention_levels=(2,),
+        num_heads=4,
+        groups=8,
+    ),
     # ~5.6M parameters, ~38 TFLOP per 144x144x64 volume (2 planes x 16 steps): sized so that
     # a volume takes <= 10 min on a 2-core CPU (see benchmarks/inference.py).
     "default": UNetConfig(
@@ -133,4 +142,16 @@ PRESETS: dict[str, UNetConfig] = {
         groups=8,
     ),
 }
-"""Named configurations; ``default`` is what the shipped weights use."""
+"""Named configurations; ``small`` is what the shipped weights use, ``default`` the size meant
+for priors trained on a GPU."""
+
+
+def preset_name(config: UNetConfig) -> str:
+    """Name of the preset equal to ``config``, or ``"custom"``.
+
+    Examples
+    --------
+    >>> preset_name(PRESETS["small"]), preset_name(UNetConfig(base_channels=24))
+    ('small', 'custom')
+    """
+    return next((k for k, v in PRESETS.items() if v == config), "custom")

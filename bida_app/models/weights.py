@@ -21,7 +21,7 @@ from torch import nn
 
 from ..errors import BidaError, ExitCode
 from ..utils.io import atomic_path, write_json
-from .config import PRESETS, UNetConfig
+from .config import UNetConfig, preset_name
 from .unet import UNet
 
 logger = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ class PlaneModel:
             "File": str(self.path) if self.path else None,
             "SHA256": self.sha256,
             "Parameters": self.card.get("n_params", sum(p.numel() for p in self.net.parameters())),
-            "Preset": next((k for k, v in PRESETS.items() if v == self.config), "custom"),
+            "Preset": preset_name(self.config),
             "VoxelSize": self.voxel_size_mm,
             "Parameterization": self.card.get("parameterization", PARAMETERIZATION),
             "Training": self.card.get("training", {}),

@@ -11,11 +11,9 @@ from .data import (
     slices_from_arrays,
     split_validation,
 )
-from .presets import TRAINING_PRESETS, preset_name, training_preset
 from .trainer import TrainConfig, Trainer, TrainResult, train
 
 __all__ = [
-    "TRAINING_PRESETS",
     "PrepConfig",
     "PreparedVolume",
     "SliceSet",
@@ -25,10 +23,8 @@ __all__ = [
     "build_slices",
     "find_inputs",
     "prepare_volume",
-    "preset_name",
     "slices_as",
     "slices_from_arrays",
     "split_validation",
     "train",
-    "training_preset",
 ]

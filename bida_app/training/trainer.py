@@ -39,7 +39,7 @@ from torch import nn
 from .. import __version__
 from ..diffusion.flow import flow_loss
 from ..errors import BidaError, ExitCode
-from ..models.config import UNetConfig
+from ..models.config import UNetConfig, preset_name
 from ..models.unet import UNet
 from ..models.weights import check_plane, plane_slice_shape, save_plane_model
 from ..utils.io import atomic_path
@@ -47,7 +47,6 @@ from .augment import crop_origins, pad_to_multiple, random_affine
 from .data import PrepConfig, SliceSet, build_slices, find_inputs, split_validation
 from .distributed import DistInfo, barrier, init_distributed, shutdown
 from .ema import EMA
-from .presets import preset_name, training_preset
 from .sampling import sample_prior, save_grid
 
 LOGGER = logging.getLogger(__name__)
@@ -67,7 +66,7 @@ class TrainConfig:
     steps : int
         Total optimizer steps.
     preset : str
-        UNet size (:data:`~bida_app.training.presets.TRAINING_PRESETS`), unless ``unet`` is
+        UNet size (:data:`~bida_app.models.config.PRESETS`), unless ``unet`` is
         given.
     unet : dict, optional
         Explicit :class:`~bida_app.models.UNetConfig` entries (overrides ``preset``).
@@ -155,7 +154,7 @@ class TrainConfig:
 
     def unet_config(self) -> UNetConfig:
         """The network's configuration."""
-        return UNetConfig.from_dict(self.unet) if self.unet else training_preset(self.preset)
+        return UNetConfig.from_dict(self.unet) if self.unet else UNetConfig.preset(self.preset)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
