@@ -313,3 +313,12 @@ def test_version_from_file():
         check=True,
     )
     assert res.stdout.strip() == f"bida {(ROOT / 'version').read_text().strip()}"
+
+
+def test_slice_profile_choices_match_the_physics():
+    """The participant parser spells the profile kinds out; they must be the physics' ones."""
+    from bida_app.cli.parser import build_parser
+    from bida_app.physics.profiles import PROFILE_KINDS
+
+    action = next(a for a in build_parser()._actions if a.dest == "slice_profile")
+    assert set(action.choices) == set(PROFILE_KINDS) and action.default == PROFILE_KINDS[0]

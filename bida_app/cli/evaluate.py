@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida evaluate`` (usage errors exit 64)."""
     from ..evaluation.harness import DEFAULT_METHODS, METHODS
     from ..evaluation.skullstrip import SPECIES
+    from ..physics.profiles import PROFILE_KINDS
 
     p = BidaArgumentParser(
         prog="bida evaluate",
@@ -82,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--profile",
-        choices=("slr", "gaussian", "boxcar"),
+        choices=PROFILE_KINDS,
         default="slr",
         help="slice profile of the simulation (default: slr)",
     )
@@ -112,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eta", type=float, default=0.0, help="BiDA DDIM stochasticity (default: 0)")
     p.add_argument(
         "--bida-profile",
-        choices=("gaussian", "slr", "boxcar"),
+        choices=PROFILE_KINDS,
         default="gaussian",
         help="slice profile of BiDA's forward model A (default: gaussian, as in the paper)",
     )

@@ -129,6 +129,8 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--slice_profile",
         "--slice-profile",
+        # physics.profiles.PROFILE_KINDS, spelled out to keep scipy out of `bida --help`
+        # (tests/test_cli_participant.py checks the two agree)
         choices=["gaussian", "slr", "boxcar"],
         default="gaussian",
         help="slice profile of BiDA's forward model A (FWHM = slice thickness): gaussian as "

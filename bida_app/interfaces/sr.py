@@ -12,6 +12,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..physics.profiles import PROFILE_KINDS
 from ._base import Timer, out_path, write_info
 
 
@@ -81,7 +82,7 @@ class _BidaInputSpec(BaseInterfaceInputSpec):
     eta = traits.Float(0.0, usedefault=True, desc="DDIM stochasticity")
     n_samples = traits.Int(1, usedefault=True, desc="posterior samples (K)")
     null_shrinkage = traits.Bool(False, usedefault=True, desc="shrink disagreeing null space")
-    slice_profile = traits.Enum("gaussian", "slr", "boxcar", usedefault=True, desc="profile of A")
+    slice_profile = traits.Enum(*PROFILE_KINDS, usedefault=True, desc="slice profile of A")
     seed = traits.Int(0, usedefault=True, desc="random seed")
     device = traits.Str("auto", usedefault=True, nohash=True, desc="torch device")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads for torch")
