@@ -79,3 +79,18 @@ def test_participant_runs_with_prior_self_and_no_weights(tmp_path):
     assert sorted(models) == ["axial", "sagittal"]
     assert all(m["Prior"] == "self" and m["Training"]["steps"] == 3 for m in models.values())
     assert np.isfinite(np.asarray(nib.load(sr).dataobj)).all()
+
+
+def test_bad_input_is_refused_before_the_fit(thick, monkeypatch):
+    """A wrong through-plane axis fails at once, not after minutes of training."""
+    from bida_app.methods import selfprior
+
+    def no_fit(*_a, **_k):
+        raise AssertionError("the self-prior was fitted before the input check")
+
+    monkeypatch.setattr(selfprior, "self_prior_models", no_fit)
+    with pytest.raises(BidaError) as err:
+        bida_super_resolve_image(
+            thick, through_axis=0, thickness_mm=1.0, target_mm=0.2, prior="self", device="cpu"
+        )
+    assert err.value.code == 65 and "largest voxel spacing" in str(err.value)

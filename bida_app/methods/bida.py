@@ -22,7 +22,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import BidaError, ExitCode
-from ..models.weights import MODEL_GRID, PLANES_FOR_AXIS
+from ..models.weights import MODEL_GRID, MODEL_VOXEL_MM, PLANE_SLICE_AXIS, PLANES_FOR_AXIS
 from ..physics import SliceGeometry, SliceOperator, make_profile
 
 LOGGER = logging.getLogger(__name__)
@@ -69,7 +69,7 @@ def get_plane_models(weights_dir: str | None, planes: tuple[str, ...], device: s
 
 
 def scan_grid(
-    ras: nib.Nifti1Image, axis: int, voxel_mm: float = 0.2, factor: int = 4
+    ras: nib.Nifti1Image, axis: int, voxel_mm: float = MODEL_VOXEL_MM, factor: int = 4
 ) -> tuple[int, int, int]:
     """Model grid fitted to a thick-slice scan: its extent at ``voxel_mm``, in multiples of
     ``factor``; in-plane axes at most the standard grid (larger FOVs are brain-cropped, as
@@ -96,10 +96,8 @@ def scan_grid(
     return tuple(grid)  # type: ignore[return-value]
 
 
-def model_grid(models: dict, default: tuple[int, int, int] = (144, 144, 64)) -> tuple[int, ...]:
+def model_grid(models: dict, default: tuple[int, int, int] = MODEL_GRID) -> tuple[int, ...]:
     """Volume grid (RAS) the plane models were trained on, from their cards' slice shapes."""
-    from ..models.weights import PLANE_SLICE_AXIS
-
     grid = list(default)
     for plane, model in models.items():
         shape = model.card.get("slice_shape")
@@ -186,7 +184,11 @@ def bida_super_resolve_image(
     from ..preprocess.resample import resample_inplane, resample_to_grid
     from ..preprocess.standardize import destandardize, pad_widths, standardize
 
-    if prior != "pretrained":
+    if int(np.argmax(np.sqrt((img.affine[:3, :3] ** 2).sum(0)))) != through_axis:
+        raise BidaError(
+            "the through-plane axis must be the axis of largest voxel spacing", ExitCode.BAD_DATA
+        )
+    if prior != "pretrained":  # after the input checks: the fit takes minutes
         from .selfprior import self_prior_models
 
         models = models or self_prior_models(
@@ -200,10 +202,6 @@ def bida_super_resolve_image(
         )
     torch.set_num_threads(max(1, int(num_threads)))
     dev = resolve_device(device)
-    if int(np.argmax(np.sqrt((img.affine[:3, :3] ** 2).sum(0)))) != through_axis:
-        raise BidaError(
-            "the through-plane axis must be the axis of largest voxel spacing", ExitCode.BAD_DATA
-        )
     ras, oinfo = to_ras(img)
     zooms = np.sqrt((ras.affine[:3, :3] ** 2).sum(0))
     axis = int(np.argmax(zooms))  # ``through_axis`` of the input, in RAS voxel order
