@@ -23,18 +23,13 @@ LOGGER = logging.getLogger("bida")
 
 
 def _weights_root(weights: Path | None) -> Path:
-    from ..models.weights import default_weights_dir
+    """The folder to list or verify; unlike a run, a missing folder is itself the error."""
+    from ..models.weights import resolve_weights_dir
 
-    root = weights or default_weights_dir()
-    if root is None:
-        raise BidaError(
-            "no BiDA weights are installed with this version; pass --weights DIR "
-            "(a folder written by 'bida train')",
-            ExitCode.MISSING_INPUT,
-        )
-    if not Path(root).is_dir():
+    root = resolve_weights_dir(weights)
+    if not root.is_dir():
         raise BidaError(f"weights folder {root} does not exist", ExitCode.MISSING_INPUT)
-    return Path(root)
+    return root
 
 
 def plane_status(root: Path, plane: str) -> dict[str, Any]:

@@ -132,18 +132,11 @@ def write_status(out_dir: Path, outcomes: list[RunOutcome]) -> Path:
 
 def check_weights(cfg: RunConfig, runs: list[T2wRun]) -> None:
     """Fail early (exit 66/65) when a plane model BiDA needs is missing or corrupt."""
-    from ..methods.bida import PLANES_FOR_AXIS
-    from ..models.weights import default_weights_dir, verify_plane_model
+    from ..models.weights import PLANES_FOR_AXIS, resolve_weights_dir, verify_plane_model
 
     if cfg.prior != "pretrained":
         return
-    root = cfg.weights or default_weights_dir()
-    if root is None:
-        raise BidaError(
-            "no BiDA weights are installed with this version; pass --weights DIR "
-            "with the models from 'bida train'",
-            ExitCode.MISSING_INPUT,
-        )
+    root = resolve_weights_dir(cfg.weights)
     ras_axis = {"LR": 0, "AP": 1, "SI": 2}
     for plane in sorted({p for r in runs for p in PLANES_FOR_AXIS[ras_axis[r.world_axis]]}):
         verify_plane_model(root, plane)

@@ -34,7 +34,7 @@ import nibabel as nib
 import torch
 
 from ..errors import BidaError, ExitCode
-from ..models.weights import MODEL_VOXEL_MM, PLANE_SLICE_AXIS, PLANES_FOR_AXIS, PlaneModel
+from ..models.weights import MODEL_VOXEL_MM, PLANES_FOR_AXIS, PlaneModel
 from ..training.data import PreparedVolume, PrepConfig, slices_from_arrays, standardize_ras
 from ..training.trainer import TrainConfig, Trainer
 from .bida import scan_grid
@@ -232,6 +232,4 @@ def self_prior_models(
         raise BidaError(
             f"--prior self needs a thick-slice scan: {err}", ExitCode.BAD_DATA
         ) from err
-    if axis not in PLANE_SLICE_AXIS.values():  # pragma: no cover - axes are 0..2
-        raise BidaError(f"bad through-plane axis {axis}", ExitCode.BAD_DATA)
     return fit_self_prior(ras, axis, steps=steps, device=device, seed=seed, progress=progress)

@@ -58,6 +58,27 @@ def default_weights_dir() -> Path | None:
     return None
 
 
+def resolve_weights_dir(weights_dir: str | Path | None) -> Path:
+    """The folder of plane models to use: ``weights_dir``, else the shipped one.
+
+    Raises
+    ------
+    BidaError
+        Exit 66 when none is given and no weights are installed. (A given folder is not
+        checked here: loading names the plane file that is missing.)
+    """
+    if weights_dir:
+        return Path(weights_dir)
+    root = default_weights_dir()
+    if root is None:
+        raise BidaError(
+            "no BiDA weights are installed with this version; pass --weights DIR "
+            "(a folder written by 'bida train')",
+            ExitCode.MISSING_INPUT,
+        )
+    return root
+
+
 def plane_slice_shape(plane: str, grid: tuple[int, int, int] = MODEL_GRID) -> tuple[int, int]:
     """Shape of one slice of ``plane`` cut from a volume of shape ``grid``.
 
@@ -325,11 +346,5 @@ def load_plane_models(
     >>> sorted(load_plane_models(d, ["axial"]))
     ['axial']
     """
-    root = Path(weights_dir) if weights_dir else default_weights_dir()
-    if root is None:
-        raise BidaError(
-            "no BiDA weights are installed with this version; pass --weights DIR with the "
-            "models from `bida train`",
-            ExitCode.MISSING_INPUT,
-        )
+    root = resolve_weights_dir(weights_dir)
     return {p: load_plane_model(root, p, device) for p in dict.fromkeys(planes)}
