@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import BidaError, ExitCode
+from ..preprocess.standardize import MODEL_GRID
 from ..utils.io import atomic_path, write_json
 from .config import UNetConfig, preset_name
 from .unet import UNet
@@ -40,8 +41,8 @@ PLANES_FOR_AXIS: dict[int, tuple[str, str]] = {
 }
 """The two planes whose slices contain each through-plane (RAS voxel) axis."""
 
-MODEL_GRID: tuple[int, int, int] = (144, 144, 64)
-"""Standard model grid (RAS voxels) at :data:`MODEL_VOXEL_MM`."""
+# MODEL_GRID: the standard model grid (RAS voxels) at MODEL_VOXEL_MM, defined with the
+# standardization that pads to it.
 
 MODEL_VOXEL_MM = 0.2
 INTENSITY_CONVENTION = "[-1,1] p1/p99"
