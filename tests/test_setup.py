@@ -90,9 +90,7 @@ PIP_CALLS = [
 
 
 def test_setup_installs_system_packages_with_apt_as_root(tmp_path: Path):
-    code, calls, err = _run_setup(
-        tmp_path, {"id": "echo 0", "apt-get": "", "apt-cache": "exit 0"}
-    )
+    code, calls, err = _run_setup(tmp_path, {"id": "echo 0", "apt-get": "", "apt-cache": "exit 0"})
     assert code == 0, err
     installs = [c for c in calls if c.startswith("apt-get install")]
     assert len(installs) == 1, calls
@@ -137,4 +135,3 @@ def test_setup_rejects_unknown_options(tmp_path: Path):
 def test_setup_failure_of_pip_stops_the_script(tmp_path: Path):
     code, calls, _ = _run_setup(tmp_path, {"id": "echo 0", "python3": "exit 3"}, "--no-system")
     assert code == 3 and len(calls) == 1
-
