@@ -96,8 +96,14 @@ def run_participant(cfg: RunConfig) -> int:
 
 
 def _write_reports(out_dir: Path, outcomes: list[RunOutcome]) -> None:
-    """Per-participant HTML reports; a report failure never fails the run."""
+    """Per-participant HTML reports and the methods boilerplate; never fail the run."""
+    from ..reports.boilerplate import write_citation
     from ..reports.participant import write_participant_report
+
+    try:
+        write_citation(out_dir)
+    except Exception as exc:
+        LOGGER.warning("%s: methods boilerplate not written (%s)", out_dir / "logs", exc)
 
     for subject in sorted({str(o.run.entities["subject"]) for o in outcomes}):
         try:

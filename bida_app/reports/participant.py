@@ -7,6 +7,7 @@ import logging
 import re
 from pathlib import Path
 
+from .boilerplate import participant_boilerplate
 from .collect import Derivative, find_derivatives, key_fields, read_status
 from .figures import figure_path, figures_dir, method_label
 from .html import METRIC_TITLES, fmt, relative, render
@@ -107,6 +108,7 @@ def write_participant_report(output_dir: str | Path, subject: str) -> Path:
         runs=runs,
         failures=failures,
         group_report=group.name if group.exists() else "",
+        boilerplate=participant_boilerplate(output_dir, subject) if runs else {},
     )
     LOGGER.info("participant report: %s (%d runs)", path, len(runs))
     return path

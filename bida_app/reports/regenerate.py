@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import BidaError, ExitCode
+from .boilerplate import write_citation
 from .collect import Derivative, find_derivatives, through_axis
 from .figures import figures_dir, render_run_figures
 from .participant import write_participant_report
@@ -132,5 +133,6 @@ def regenerate_reports(
     reports = [
         write_participant_report(output_dir, s) for s in sorted({d.subject for d in derivatives})
     ]
+    write_citation(output_dir)
     LOGGER.info("%d participant reports regenerated", len(reports))
     return reports
