@@ -45,6 +45,22 @@ def plugin_settings(cfg: RunConfig) -> tuple[str, dict]:
     return plugin, args
 
 
+def batch_user_env() -> str:
+    """Set ``LOGNAME`` when the environment lacks it and return it.
+
+    Nipype's SLURM plugin names jobs after ``$LOGNAME`` and fails with a ``KeyError`` where it
+    is unset (containers, cron, ``su``); the user name (or uid) is used instead.
+    """
+    if not os.environ.get("LOGNAME"):
+        import getpass
+
+        try:
+            os.environ["LOGNAME"] = getpass.getuser()
+        except (OSError, KeyError):
+            os.environ["LOGNAME"] = str(os.getuid())
+    return os.environ["LOGNAME"]
+
+
 def run_workflow(wf, cfg: RunConfig, output_dir: Path) -> bool:
     """Run ``wf``; crash files go to ``output_dir/logs``. Return True on a clean run."""
     logs = output_dir / "logs"
@@ -64,6 +80,7 @@ def run_workflow(wf, cfg: RunConfig, output_dir: Path) -> bool:
         except OSError as exc:  # graphviz's `dot` missing: the .dot file is still written
             LOGGER.warning("workflow graph written as DOT only (%s)", exc)
     plugin, args = plugin_settings(cfg)
+    batch_user_env()
     LOGGER.info("running the workflow with the %s plugin %s", plugin, args or "")
     try:
         wf.run(plugin=plugin, plugin_args=args)
