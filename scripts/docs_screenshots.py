@@ -24,7 +24,7 @@ FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-u
 
 
 def browser(width: int = 1100, height: int = 900):
-    """A headless Chromium driver (Debian's ``chromium`` + ``chromedriver``)."""
+    """A headless Chromium driver (Debian's ``chromium`` + ``chromedriver``) and its profile."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -36,8 +36,9 @@ def browser(width: int = 1100, height: int = 900):
     options.binary_location = chromium
     for flag in (*FLAGS, f"--window-size={width},{height}"):
         options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tempfile.mkdtemp(prefix='bida-shots-')}")
-    return webdriver.Chrome(service=Service(driver_bin), options=options)
+    profile = tempfile.mkdtemp(prefix="bida-shots-")
+    options.add_argument(f"--user-data-dir={profile}")
+    return webdriver.Chrome(service=Service(driver_bin), options=options), profile
 
 
 def shoot(output_dir: Path, img_dir: Path) -> list[Path]:
@@ -49,7 +50,7 @@ def shoot(output_dir: Path, img_dir: Path) -> list[Path]:
     if not reports or not group.is_file():
         raise SystemExit(f"{output_dir}: needs sub-*.html and group_report.html")
     img_dir.mkdir(parents=True, exist_ok=True)
-    driver = browser()
+    driver, profile = browser()
     try:
         driver.get(reports[0].resolve().as_uri())
         section = driver.find_element(By.ID, "boilerplate")
@@ -64,6 +65,7 @@ def shoot(output_dir: Path, img_dir: Path) -> list[Path]:
         driver.save_screenshot(str(group_png))
     finally:
         driver.quit()
+        shutil.rmtree(profile, ignore_errors=True)
     for path in (methods, group_png):
         LOGGER.info("wrote %s", path)
     return [methods, group_png]
