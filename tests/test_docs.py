@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import subprocess
@@ -44,6 +45,13 @@ def _sphinx(src: Path, out: Path) -> subprocess.CompletedProcess:
     )  # fmt: skip
 
 
+def _require(*modules: str) -> None:
+    """Fail (not skip) when a documentation tool of the test extras is missing."""
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} missing: pip install -e '.[test]'")
+
+
 def _headings(text: str) -> set[str]:
     """Markdown headings of a page (any level), code blocks skipped."""
     text = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
@@ -56,7 +64,7 @@ def _doc_pages() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def html(tmp_path_factory) -> Path:
-    pytest.importorskip("sphinx", reason="pip install -e '.[test]' installs sphinx")
+    _require("sphinx", "myst_parser", "numpydoc")
     out = tmp_path_factory.mktemp("html")
     res = _sphinx(DOCS, out)
     assert res.returncode == 0, f"sphinx-build -W failed:\n{res.stderr[-5000:]}"
@@ -93,7 +101,7 @@ def test_images_of_the_pages_are_copied(html: Path):
 
 def test_a_broken_page_fails_the_build(tmp_path: Path):
     """The build really treats warnings as errors (here a missing image)."""
-    pytest.importorskip("sphinx")
+    _require("sphinx", "myst_parser")
     src = tmp_path / "src"
     src.mkdir()
     (src / "conf.py").write_text("extensions = ['myst_parser']\n")
