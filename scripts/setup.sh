@@ -75,6 +75,11 @@ install_system() {
 if [ "$SYSTEM" -eq 1 ]; then
   install_system
 fi
+if ! "$PYTHON" -m pip --version >/dev/null 2>&1; then
+  echo "setup.sh: $PYTHON has no pip; install it (Debian: apt-get install python3-pip" \
+    "python3-venv) or use a virtualenv, then re-run" >&2
+  exit 1
+fi
 "$PYTHON" -m pip install -q "torch==${TORCH_VERSION}"
 "$PYTHON" -m pip install -q -e ".[test]"
 # rodent skull-strip networks for cDSC (downloaded from PyPI and converted once; the GPL rat

@@ -83,6 +83,7 @@ def _run_setup(tmp_path: Path, stubs: dict[str, str], *args: str) -> tuple[int, 
 
 
 PIP_CALLS = [
+    "python3 -m pip --version",
     "python3 -m pip install -q torch==2.13.0",
     "python3 -m pip install -q -e .[test]",
     "python3 -m bida_app.evaluation.fetch --species all",
@@ -130,7 +131,7 @@ def test_setup_without_apt_says_what_to_install_and_still_installs_python(tmp_pa
     code, calls, err = _run_setup(tmp_path, {"id": "echo 0"})
     assert code == 0, err
     assert "no apt-get" in err and "chromedriver" in err
-    assert calls[-3:] == PIP_CALLS
+    assert calls[-4:] == PIP_CALLS
 
 
 def test_setup_skips_apt_when_everything_is_there_and_honours_options(tmp_path: Path):
@@ -140,7 +141,7 @@ def test_setup_skips_apt_when_everything_is_there_and_honours_options(tmp_path: 
     )
     assert code == 0, err
     assert not any(c.startswith("apt-get") for c in calls)
-    assert [c for c in calls if c.startswith("python3")] == PIP_CALLS[:2]
+    assert [c for c in calls if c.startswith("python3")] == PIP_CALLS[:3]
 
 
 def test_setup_rejects_unknown_options(tmp_path: Path):
@@ -149,5 +150,13 @@ def test_setup_rejects_unknown_options(tmp_path: Path):
 
 
 def test_setup_failure_of_pip_stops_the_script(tmp_path: Path):
-    code, calls, _ = _run_setup(tmp_path, {"id": "echo 0", "python3": "exit 3"}, "--no-system")
-    assert code == 3 and len(calls) == 1
+    fail_install = 'case "$*" in *install*) exit 3 ;; esac'
+    code, calls, _ = _run_setup(tmp_path, {"python3": fail_install}, "--no-system")
+    assert code == 3 and calls == PIP_CALLS[:2]
+
+
+def test_setup_without_pip_says_how_to_get_it(tmp_path: Path):
+    no_pip = 'case "$*" in "-m pip --version") exit 1 ;; esac'
+    code, calls, err = _run_setup(tmp_path, {"python3": no_pip}, "--no-system")
+    assert code == 1 and "has no pip" in err and "python3-pip" in err
+    assert calls == ["python3 -m pip --version"]
