@@ -92,6 +92,9 @@ def test_a_new_method_is_described_from_its_sidecar():
     text, refs = describe_method("sinc", [meta])
     assert "`sinc`" in text and "Lobes = 3" in text and "Window = hann" in text
     assert "Nested" not in text and refs == []
+    other = _meta("sinc", MethodParameters={"Nested": 2, "Lobes": 4})
+    text, _ = describe_method("sinc", [other, meta])
+    assert "Lobes = 4 and 3" in text and "Nested" not in text
     full, _ = methods_text([meta, _meta("cubic")])
     assert "`sinc`" in full and "cubic B-spline" in full
 

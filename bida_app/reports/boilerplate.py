@@ -122,7 +122,7 @@ def describe_method(method: str, metas: list[dict]) -> tuple[str, list[str]]:
         flat = {
             k: _distinct(p.get(k) for p in params)
             for k in dict.fromkeys(k for p in params for k in p)
-            if not isinstance(params[0].get(k), dict)
+            if not any(isinstance(p.get(k), dict) for p in params)
         }
         details = "; ".join(f"{k} = {v}" for k, v in flat.items() if v)
         return (
