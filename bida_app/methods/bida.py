@@ -298,9 +298,15 @@ def bida_super_resolve_image(
         "ModelGridGeometry": {**geom.as_dict(), "PaddedLength": n_pad, "PadBefore": before},
         "Standardization": sp.to_dict(),
         "Orientation": oinfo.to_dict(),
-        **res.sidecar(),
+        **_renamed(res.sidecar(), "DataConsistencyResidual", "DataConsistencyResidualModelGrid"),
+        "DataConsistencyResidual": resid,
         "DataConsistencyResidualOutputGrid": resid,
         "DataConsistencyModel": f"{slice_profile} slice profile, FWHM = slice thickness",
         "Compute": res.device,
     }
     return BidaImageResult(out, std_img, sidecar)
+
+
+def _renamed(d: dict, old: str, new: str) -> dict:
+    """``d`` with key ``old`` called ``new`` (the sampler's residual is in the model space)."""
+    return {new if k == old else k: v for k, v in d.items()}
