@@ -187,6 +187,10 @@ def test_default_output_is_faithful_to_the_acquired_slices(demo_run):
             corrected.with_name(corrected.name.replace(".nii.gz", ".json")).read_text()
         )
         assert companion["Sources"] == meta["Sources"]
+    # the participant report shows the faithful result and the bias-corrected one
+    html = (out / "sub-01.html").read_text()
+    for kind in ("sagittalDccubic_", "sagittalDccubicBiascorr_", "sagittalBias_"):
+        assert f"sub-01_acq-coronal_desc-{kind}T2w.png" in html, kind
 
 
 def test_rerun_is_noop(demo_run, caplog):

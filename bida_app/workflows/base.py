@@ -171,7 +171,10 @@ def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = 
     figs.overwrite = True  # like ds_t2w: rewrite into output_dir even when cached
     wf.connect([(load, figs, [("out_file", "in_file")]), (sink, figs, [("out_file", "sr_file")])])
     if cfg.n4:
-        wf.connect([(n4, figs, [("bias_file", "bias_file")])])
+        wf.connect([
+            (n4, figs, [("bias_file", "bias_file")]),
+            (sink, figs, [("corrected_file", "corrected_file")]),
+        ])  # fmt: skip
     if cfg.method == "bida" and cfg.n_samples > 1:
         wf.connect([(sink, figs, [("std_file", "std_file")])])
     return wf
