@@ -64,7 +64,7 @@ def fmt(value: Any, spec: str = ".4g") -> str:
 
 
 def _method_order(results: pd.DataFrame) -> list[str]:
-    from .harness import METHODS
+    from .settings import METHODS
 
     present = list(dict.fromkeys(results["method"]))
     return [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
