@@ -67,6 +67,23 @@ def _test(diff: np.ndarray, alpha: float) -> tuple[float, float, str]:
     return float(res.statistic), float(res.pvalue), note
 
 
+def _per_scale(results: pd.DataFrame, metric: str):
+    """``(scale, volume × method table of metric)`` for each scale, in order."""
+    for scale in sorted(results["scale"].dropna().unique()):
+        at = results[results["scale"] == scale]
+        yield (
+            scale,
+            at.pivot_table(index="volume", columns="method", values=metric, aggfunc="first"),
+        )
+
+
+def _paired(wide: pd.DataFrame, a: str, b: str) -> pd.DataFrame | None:
+    """Volumes with finite scores for both methods (None when one method is absent)."""
+    if a not in wide.columns or b not in wide.columns:
+        return None
+    return wide[[a, b]].astype(float).replace([np.inf, -np.inf], np.nan).dropna()
+
+
 def wilcoxon_pairs(
     results: pd.DataFrame,
     metrics: Sequence[str] = METRICS,
@@ -112,13 +129,11 @@ def wilcoxon_pairs(
         if metric not in results.columns:
             LOGGER.info("no %s column; skipping its tests", metric)
             continue
-        for scale in sorted(results["scale"].dropna().unique()):
-            at = results[results["scale"] == scale]
-            wide = at.pivot_table(index="volume", columns="method", values=metric, aggfunc="first")
+        for scale, wide in _per_scale(results, metric):
             for a, b in itertools.combinations(methods, 2):
-                if a not in wide.columns or b not in wide.columns:
+                pair = _paired(wide, a, b)
+                if pair is None:
                     continue
-                pair = wide[[a, b]].astype(float).replace([np.inf, -np.inf], np.nan).dropna()
                 diff = (pair[a] - pair[b]).to_numpy()
                 statistic, p, note = _test(diff, alpha)
                 rows.append(
@@ -198,14 +213,11 @@ def against_baseline(
         return pd.DataFrame(rows, columns=list(BASELINE_COLUMNS))
     methods = [m for m in dict.fromkeys(results["method"]) if m != baseline]
     for metric in (m for m in metrics if m in results.columns):
-        for scale in sorted(results["scale"].dropna().unique()):
-            at = results[results["scale"] == scale]
-            wide = at.pivot_table(index="volume", columns="method", values=metric, aggfunc="first")
+        for scale, wide in _per_scale(results, metric):
             for method in methods:
-                if method not in wide.columns or baseline not in wide.columns:
+                pair = _paired(wide, method, baseline)
+                if pair is None:
                     continue
-                pair = wide[[method, baseline]].astype(float)
-                pair = pair.replace([np.inf, -np.inf], np.nan).dropna()
                 diff = (pair[method] - pair[baseline]).to_numpy()
                 statistic, p, note = _test(diff, alpha)
                 rows.append(
