@@ -204,7 +204,10 @@ def bida_super_resolve_image(
     lr = resample_inplane(ras, axis, voxel)
     std_grid = list(grid)
     std_grid[axis] = None
-    std, sp = standardize(np.asarray(lr.dataobj, np.float32), tuple(std_grid), crop="brain")
+    lower, upper = clip_contract([models[p] for p in planes])
+    std, sp = standardize(
+        np.asarray(lr.dataobj, np.float32), tuple(std_grid), lower=lower, upper=upper, crop="brain"
+    )
     geom = SliceGeometry.from_lr(axis, lr.shape[axis], spacing, thickness_mm, voxel)
     n_pad = max(grid[axis], geom.n_hr)
     before, _ = pad_widths(geom.n_hr, n_pad)
@@ -278,6 +281,23 @@ def bida_super_resolve_image(
         "Compute": res.device,
     }
     return BidaImageResult(out, std_img, sidecar)
+
+
+def clip_contract(models: list) -> tuple[float, float]:
+    """The clip percentiles the plane priors were trained with (their cards' contract).
+
+    Raises
+    ------
+    BidaError
+        The two priors were trained with different percentiles (exit 65).
+    """
+    contracts = {m.clip_percentiles for m in models}
+    if len(contracts) > 1:
+        raise BidaError(
+            f"the plane models were trained with different clip percentiles {sorted(contracts)}",
+            ExitCode.BAD_DATA,
+        )
+    return contracts.pop()
 
 
 def _renamed(d: dict, old: str, new: str) -> dict:

@@ -36,7 +36,7 @@ import numpy as np
 
 from ..errors import BidaError, ExitCode
 from ..models.weights import PLANE_SLICE_AXIS, PLANES, plane_slice_shape, sha256_file
-from ..preprocess.standardize import MODEL_GRID
+from ..preprocess.standardize import CLIP_PERCENTILES, MODEL_GRID
 from ..utils.io import atomic_path, write_json
 
 LOGGER = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ class PrepConfig:
     voxel_mm: float = 0.2
     grid: tuple[int, int, int] = MODEL_GRID
     n4: bool = True
-    lower: float = 1.0
-    upper: float = 99.0
+    lower: float = CLIP_PERCENTILES[0]
+    upper: float = CLIP_PERCENTILES[1]
     hr_tolerance: float = 1.25
     min_foreground: float = 0.1
     foreground_level: float = -0.9
