@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..config import DEFAULT_METHOD, METHODS
+from ..config import DEFAULT_METHOD, DEFAULT_SLICE_PROFILE, METHODS
 from ..errors import ExitCode
 
 ANALYSIS_LEVELS = ("participant", "group")
@@ -135,9 +135,10 @@ def build_parser() -> BidaArgumentParser:
         # physics.profiles.PROFILE_KINDS, spelled out to keep scipy out of `bida --help`
         # (tests/test_cli_participant.py checks the two agree)
         choices=["gaussian", "slr", "boxcar"],
-        default="gaussian",
-        help="slice profile of BiDA's forward model A (FWHM = slice thickness): gaussian as "
-        "in the paper, or the sequence's own shape when known",
+        default=DEFAULT_SLICE_PROFILE,
+        help="slice profile of the forward model A of dccubic, BiDA and the final projection "
+        "(FWHM = slice thickness): slr (flat top, default: robust when the true profile is "
+        "unknown), gaussian (the paper's model) or boxcar",
     )
     g.add_argument(
         "--null_shrinkage",
