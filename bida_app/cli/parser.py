@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
+from ..config import DEFAULT_METHOD, DEFAULT_SLICE_PROFILE, METHODS
 from ..errors import ExitCode
 
 ANALYSIS_LEVELS = ("participant", "group")
@@ -105,9 +106,11 @@ def build_parser() -> BidaArgumentParser:
     g = p.add_argument_group("super-resolution")
     g.add_argument(
         "--method",
-        choices=["cubic", "bida"],
-        default="cubic",
-        help="cubic B-spline interpolation (baseline) or BiDA diffusion SR",
+        choices=list(METHODS),
+        default=DEFAULT_METHOD,
+        help="dccubic: cubic B-spline, then the exact projection onto the acquired slices "
+        "(data-consistent baseline, default); cubic: plain cubic B-spline; bida: BiDA "
+        "diffusion SR",
     )
     g.add_argument(
         "--target_resolution",
@@ -132,9 +135,10 @@ def build_parser() -> BidaArgumentParser:
         # physics.profiles.PROFILE_KINDS, spelled out to keep scipy out of `bida --help`
         # (tests/test_cli_participant.py checks the two agree)
         choices=["gaussian", "slr", "boxcar"],
-        default="gaussian",
-        help="slice profile of BiDA's forward model A (FWHM = slice thickness): gaussian as "
-        "in the paper, or the sequence's own shape when known",
+        default=DEFAULT_SLICE_PROFILE,
+        help="slice profile of the forward model A of dccubic, BiDA and the final projection "
+        "(FWHM = slice thickness): slr (flat top, default: robust when the true profile is "
+        "unknown), gaussian (the paper's model) or boxcar",
     )
     g.add_argument(
         "--null_shrinkage",
