@@ -11,6 +11,7 @@ import pytest
 from bida_app import __version__
 from bida_app.cli.main import main
 from bida_app.reports.boilerplate import describe_method, methods_text, write_citation
+from bida_app.reports.collect import find_derivatives
 from bida_app.reports.references import BIBTEX, bibtex
 
 N4 = {
@@ -116,6 +117,20 @@ def test_runs_without_n4_and_mixed_values_are_reported():
     assert "thickness of 1 and 0.5 mm" in text and "ranged from 1e-08 to 0.05" in text
 
 
+def test_field_put_back_and_final_projection_are_reported():
+    projected = {"BiasFieldReapplied": True, "FinalProjection": "x <- x + pinv(A) (y - A x)"}
+    text, _ = methods_text([_bida_meta() | projected])
+    assert "field was then put back" in text and "`desc-bidaBiascorr`" in text
+    assert "Every output was finally projected onto the acquired slices" in text
+    plain = _meta("cubic", BiasFieldReapplied=False, FinalProjection="none (not consistent)")
+    text, _ = methods_text([plain])
+    assert "put back" not in text and "finally projected" not in text
+    text, _ = methods_text([plain, _meta("dccubic") | projected])
+    assert "finally projected" not in text  # dccubic's description says it already
+    text, _ = methods_text([plain, _bida_meta() | projected])
+    assert "Outputs were finally projected" in text and "(`bida`)" in text
+
+
 def test_scan_adaptive_priors_are_described_as_such():
     text, _ = methods_text([_bida_meta(Prior="self")])
     assert "scan-adaptive" in text and SHA_AX not in text
@@ -154,12 +169,14 @@ def test_participant_run_writes_boilerplate_and_report_section(tmp_path: Path):
     bids, out = tmp_path / "bids", tmp_path / "out"
     assert main(["demo-data", str(bids), "--small"]) == 0
     assert main([str(bids), str(out), "participant", "--participant_label", "01"]) == 0
-    sidecar = next(out.glob("sub-01/anat/*_desc-cubic_T2w.json"))
-    meta = json.loads(sidecar.read_text())
+    (found,) = find_derivatives(out, "01")
+    meta = found.meta
     text = (out / "logs" / "CITATION.md").read_text()
-    assert "cubic B-spline" in text and "N4" in text
+    assert f"`{meta['Method']}`" in text or "cubic B-spline" in text
+    assert "N4" in text
     assert f"shrink factor {meta['BiasFieldCorrection']['shrink_factor']}" in text
     assert "@article{n4," in (out / "logs" / "CITATION.bib").read_text()
     html = (out / "sub-01.html").read_text()
     assert 'id="boilerplate"' in html and "cubic B-spline interpolation" in html
+    assert "Biascorr" in html  # the field put back and the companion named
     assert "@software{bida," in html

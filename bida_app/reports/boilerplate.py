@@ -169,6 +169,14 @@ def _n4_text(metas: list[dict]) -> tuple[str, list[str]]:
         f"B-spline distance {_distinct(c.get('spline_distance_mm') for c in n4)} mm, within a "
         "rough head mask) before super-resolution."
     )
+    restored = [m for m in metas if m.get("BiasFieldReapplied") is True]
+    if restored:
+        companions = _distinct(f"`desc-{_method(m)}Biascorr`" for m in restored)
+        text += (
+            " The estimated field was then put back into the super-resolved image, so that its "
+            "intensities are those of the acquired data; the bias-corrected result is kept as "
+            f"a companion image ({companions})."
+        )
     if len(n4) < len(metas):
         text += f" {len(metas) - len(n4)} run(s) were not corrected (`--no_n4`)."
     return text, ["n4", "antsx"]
@@ -230,6 +238,20 @@ def methods_text(metas: list[dict], descs: list[str] | None = None) -> tuple[str
         low, high = f"{min(residuals):.3g}", f"{max(residuals):.3g}"
         span = f"was {low}" if low == high else f"ranged from {low} to {high}"
         residual = f"; the relative data-consistency residual ‖Ax − y‖/‖y‖ {span}"
+    # dccubic's own description already ends with this projection
+    projected = [
+        m
+        for m, desc in zip(metas, descs, strict=True)
+        if str(m.get("FinalProjection", "")).startswith("x <-") and _method(m, desc) != "dccubic"
+    ]
+    if projected:
+        which = "Every output was" if len(projected) == len(metas) else "Outputs were"
+        methods = _distinct(f"`{_method(m)}`" for m in projected)
+        paragraphs.append(
+            f"{which} finally projected onto the acquired slices, x ← x + A⁺(y − Ax), so that "
+            f"{'it re-degrades' if len(projected) == 1 else 'they re-degrade'} exactly to the "
+            f"acquired data ({methods})."
+        )
     closing = (
         f"Outputs have voxel sizes of {_distinct(m.get('OutputVoxelSize') for m in metas)} mm"
         + residual
