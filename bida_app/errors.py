@@ -42,3 +42,27 @@ class BadDataError(BidaError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, ExitCode.BAD_DATA)
+
+
+class InputErrors(BidaError):
+    """Every problem found while checking the inputs up front, one line each.
+
+    The exit code is that of the first problem.
+
+    Parameters
+    ----------
+    errors : list of BidaError
+        The problems, in the order found (at least one).
+    """
+
+    def __init__(self, errors: list[BidaError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors), errors[0].code)
+        self.errors = list(errors)
+
+
+def raise_collected(errors: list[BidaError]) -> None:
+    """Raise the one error, or :class:`InputErrors` for several; nothing if none."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise InputErrors(errors)

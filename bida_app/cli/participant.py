@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,12 @@ from .. import __version__
 from ..bids.derivatives import derivative_path, write_dataset_description
 from ..bids.discovery import T2wRun, index_dataset, select_t2w_runs
 from ..config import RunConfig
-from ..errors import BidaError, ExitCode
+from ..errors import BidaError, ExitCode, raise_collected
+from ..utils import lock
+from ..utils.io import remove_stale_temporaries
+from ..utils.lock import RunLocks
+from .signals import on_interrupt
+from .validate import check_options, check_paths, make_dirs
 
 LOGGER = logging.getLogger("bida")
 
@@ -26,38 +30,7 @@ class RunOutcome:
     status: str  # "done", "skipped-isotropic", "skipped-existing", "failed"
     message: str = ""
     code: int = 0
-
-
-def check_paths(cfg: RunConfig) -> tuple[Path, Path, Path]:
-    """Resolve bids/output/work dirs and refuse unsafe combinations (exit 64/66/73)."""
-    bids_dir = Path(cfg.bids_dir).resolve()
-    out_dir = Path(cfg.output_dir).resolve()
-    work_dir = Path(cfg.work_dir).resolve() if cfg.work_dir else out_dir / "work"
-    if not bids_dir.is_dir():
-        raise BidaError(f"{bids_dir}: BIDS directory does not exist", ExitCode.MISSING_INPUT)
-    if out_dir == bids_dir:
-        raise BidaError(f"{out_dir}: output_dir must not be the BIDS directory", ExitCode.USAGE)
-    for label, path in (("output_dir", out_dir), ("work_dir", work_dir)):
-        if bids_dir in path.parents and (bids_dir / "derivatives") not in [path, *path.parents]:
-            raise BidaError(
-                f"{path}: {label} is inside the BIDS directory; only "
-                f"{bids_dir / 'derivatives'} may hold outputs",
-                ExitCode.USAGE,
-            )
-    for path in (out_dir, work_dir):
-        _ensure_writable(path)
-    return bids_dir, out_dir, work_dir
-
-
-def _ensure_writable(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".bida-write-test"):
-            pass
-    except OSError as exc:
-        raise BidaError(
-            f"{path}: cannot create or write ({exc.strerror or exc})", ExitCode.CANT_CREATE
-        ) from exc
+    error: BidaError | None = None
 
 
 def needs_sr(run: T2wRun, threshold: float) -> bool:
@@ -66,32 +39,51 @@ def needs_sr(run: T2wRun, threshold: float) -> bool:
 
 
 def run_participant(cfg: RunConfig) -> int:
-    """Run the participant level; return the process exit code."""
+    """Run the participant level; return the process exit code.
+
+    Every input is checked before anything is written (paths, options, headers, sidecars,
+    data); then the work directory and the selected participants are locked, temporaries an
+    interrupted run left behind are removed, and the workflow runs.
+    """
     bids_dir, out_dir, work_dir = check_paths(cfg)
+    check_options(cfg)
+    work_lock = (work_dir / ".bida.lock", f"work directory {work_dir}")
+    lock.probe(*work_lock)
     if cfg.reports_only:
         from ..reports.regenerate import regenerate_reports
 
         regenerate_reports(out_dir, bids_dir, cfg.participant_label or None, work_dir=work_dir)
         return int(ExitCode.OK)
-    try:
-        layout = index_dataset(bids_dir, validate=not cfg.skip_bids_validator)
-        runs = select_t2w_runs(
-            layout,
-            participant_label=cfg.participant_label,
-            session_label=cfg.session_label,
-            header_scale=cfg.header_scale,
+    layout = index_dataset(bids_dir, validate=not cfg.skip_bids_validator)
+    runs = select_t2w_runs(
+        layout,
+        participant_label=cfg.participant_label,
+        session_label=cfg.session_label,
+        header_scale=cfg.header_scale,
+    )
+    outcomes = [_triage(run, cfg, out_dir) for run in runs]
+    raise_collected([o.error for o in outcomes if o.error is not None])
+    todo = [o for o in outcomes if o.status == "todo"]
+    if todo and cfg.method == "bida":
+        check_weights(cfg, [o.run for o in todo])
+    make_dirs(out_dir, work_dir)
+    subjects = sorted({f"sub-{o.run.entities['subject']}" for o in outcomes})
+    with RunLocks(
+        [work_lock] + [(out_dir / f".{s}.bida.lock", f"{s} in {out_dir}") for s in subjects]
+    ):
+        on_interrupt(
+            "temporaries", lambda: remove_stale_temporaries(out_dir, subjects, skip=[work_dir])
         )
-        cfg.to_toml(work_dir / "config.toml")
-        outcomes = [_triage(run, cfg, out_dir) for run in runs]
-        todo = [o for o in outcomes if o.status == "todo"]
-        if todo and cfg.method == "bida":
-            check_weights(cfg, [o.run for o in todo])
-        if todo:
-            _run_workflow(todo, cfg, out_dir, work_dir)
-        write_status(out_dir, outcomes)
-        _write_reports(out_dir, outcomes)
-    finally:
-        write_dataset_description(out_dir, bids_dir)
+        for path in remove_stale_temporaries(out_dir, subjects, skip=[work_dir]):
+            LOGGER.info("removed %s, left behind by an interrupted run", path)
+        try:
+            cfg.to_toml(work_dir / "config.toml")
+            if todo:
+                _run_workflow(todo, cfg, out_dir, work_dir)
+            write_status(out_dir, outcomes)
+            _write_reports(out_dir, outcomes)
+        finally:
+            write_dataset_description(out_dir, bids_dir)
     return _summarise(outcomes)
 
 
@@ -107,16 +99,27 @@ def _write_reports(out_dir: Path, outcomes: list[RunOutcome]) -> None:
 
 
 def write_status(out_dir: Path, outcomes: list[RunOutcome]) -> Path:
-    """Merge this run's outcomes into ``logs/bida_status.json`` (read by the group level)."""
+    """Merge this run's outcomes into ``logs/bida_status.json`` (read by the group level).
+
+    Participant runs sharing the output folder (one SLURM array task each) merge in turn.
+    """
     import json
 
     from ..utils.io import write_json
+    from ..utils.lock import dir_lock
 
     path = out_dir / "logs" / "bida_status.json"
-    try:
-        entries = {e["run"]: e for e in json.loads(path.read_text())}
-    except (OSError, ValueError, KeyError, TypeError):
-        entries = {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with dir_lock(path.parent):
+        try:
+            entries = {e["run"]: e for e in json.loads(path.read_text())}
+        except (OSError, ValueError, KeyError, TypeError):
+            entries = {}
+        _merge_status(entries, outcomes)
+        return write_json(path, sorted(entries.values(), key=lambda e: e["run"]))
+
+
+def _merge_status(entries: dict, outcomes: list[RunOutcome]) -> None:
     for o in outcomes:
         entries[o.run.relpath] = {
             "run": o.run.relpath,
@@ -127,7 +130,6 @@ def write_status(out_dir: Path, outcomes: list[RunOutcome]) -> Path:
             "code": o.code,
             "version": __version__,
         }
-    return write_json(path, sorted(entries.values(), key=lambda e: e["run"]))
 
 
 def check_weights(cfg: RunConfig, runs: list[T2wRun]) -> None:
@@ -164,7 +166,7 @@ def _triage(run: T2wRun, cfg: RunConfig, out_dir: Path) -> RunOutcome:
     try:
         load_volume(run.path, header_scale=cfg.header_scale)
     except BidaError as exc:
-        return RunOutcome(run, "failed", str(exc), int(exc.code))
+        return RunOutcome(run, "failed", str(exc), int(exc.code), error=exc)
     LOGGER.info(
         "%s: %s through-plane, %.3g mm slices (%s), %.3g mm spacing -> %s",
         run.label,
