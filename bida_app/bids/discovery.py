@@ -119,7 +119,11 @@ def describe_run(
             f"in-plane voxel size {min(inplane):.3g} mm is implausible for rodent MRI "
             "(header scaled x10?); consider --header_scale 0.1"
         )
+    for msg in warnings:
+        LOGGER.warning("%s: %s", path, msg)
     thickness_mm, source = zooms[through], "assumed equal to spacing"
+    own = path.with_name(path.name.split(".")[0] + ".json")
+    sidecar = own if own.is_file() else f"the sidecar metadata of {path}"
     if "SliceThickness" in metadata:
         value = metadata["SliceThickness"]
         number = isinstance(value, int | float) and not isinstance(value, bool)
@@ -127,17 +131,26 @@ def describe_run(
             thickness_mm, source = float(value) * header_scale, "sidecar"
             ratio = thickness_mm / zooms[through]
             if not 0.1 <= ratio <= 10:
-                warnings.append(
-                    f"sidecar SliceThickness {value!r} is {ratio:.3g} times the slice spacing "
-                    f"{zooms[through]:g} mm (units, or a x10 header?)"
+                LOGGER.warning(
+                    "%s: SliceThickness %r is %.3g times the slice spacing %g mm of %s "
+                    "(units, or a x10 header?)",
+                    sidecar,
+                    value,
+                    ratio,
+                    zooms[through],
+                    path.name,
                 )
+                warnings.append(f"sidecar SliceThickness {value!r} far from the slice spacing")
         else:
-            warnings.append(
-                f"sidecar SliceThickness {value!r} is not a positive number of mm; using the "
-                f"slice spacing {zooms[through]:g} mm"
+            LOGGER.warning(
+                "%s: SliceThickness %r is not a positive number of mm; using the slice "
+                "spacing %g mm of %s",
+                sidecar,
+                value,
+                zooms[through],
+                path.name,
             )
-    for msg in warnings:
-        LOGGER.warning("%s: %s", path, msg)
+            warnings.append(f"sidecar SliceThickness {value!r} ignored (not a positive number)")
     return T2wRun(
         path=path,
         relpath=path.relative_to(bids_root).as_posix(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import logging
 import math
 import os
@@ -63,16 +64,13 @@ def check_header(path: str | Path, *, header_scale: float = 1.0) -> tuple[nib.Ni
     if size == 0:
         raise BadDataError(f"{path}: empty file (0 bytes)")
     try:
-        img = nib.load(str(path))
-        shape = tuple(int(s) for s in img.shape)
-        header = img.header
+        header = _raw_header(path)
+        shape = tuple(int(s) for s in header.get_data_shape())
         pixdim = np.asarray(header["pixdim"][1:4], dtype=float)
         offset = int(header.get_data_offset())
         itemsize = np.dtype(header.get_data_dtype()).itemsize
     except Exception as exc:  # nibabel raises many types for corrupt headers
         raise BadDataError(f"{path}: cannot read NIfTI header ({_first_line(exc)})") from exc
-    if not isinstance(img, nib.Nifti1Image | nib.Nifti2Image):
-        raise BadDataError(f"{path}: not a NIfTI image ({type(img).__name__})")
     if not (len(shape) == 3 or len(shape) == 4 and shape[3] == 1):
         raise BadDataError(f"{path}: expected a 3D image, found shape {shape}")
     if min(shape[:3]) < 2:
@@ -85,7 +83,11 @@ def check_header(path: str | Path, *, header_scale: float = 1.0) -> tuple[nib.Ni
     ):
         if bad.any():
             raise BadDataError(f"{path}: {kind} voxel size in the header (pixdim {_fmt(pixdim)})")
-    affine = img.affine
+    try:
+        img = nib.load(str(path))
+        affine = img.affine
+    except Exception as exc:
+        raise BadDataError(f"{path}: cannot read NIfTI header ({_first_line(exc)})") from exc
     if not np.all(np.isfinite(affine)):
         raise BadDataError(f"{path}: non-finite values in the voxel-to-world affine")
     zooms = voxel_sizes(affine) * header_scale
@@ -94,6 +96,29 @@ def check_header(path: str | Path, *, header_scale: float = 1.0) -> tuple[nib.Ni
             f"{path}: singular voxel-to-world affine (voxel sizes {_fmt(zooms)} mm)"
         )
     return img, _geometry_warnings(img, zooms)
+
+
+def _raw_header(path: Path) -> nib.Nifti1Header:
+    """The NIfTI-1/2 header as stored: without the fixes nibabel applies when loading.
+
+    (nibabel turns a zero voxel size into 1 mm with a warning; bida refuses it instead.)
+    """
+    from nibabel.openers import ImageOpener
+
+    with ImageOpener(str(path)) as fh:
+        head = fh.read(540)
+    if len(head) < 348:
+        raise ValueError(f"header is {len(head)} bytes, shorter than a NIfTI header")
+    sizes = {int.from_bytes(head[:4], order) for order in ("little", "big")}
+    cls = nib.Nifti2Header if 540 in sizes else nib.Nifti1Header
+    if not sizes & {348, 540}:
+        raise ValueError("not a NIfTI file (bad sizeof_hdr)")
+    header = cls.from_fileobj(io.BytesIO(head), check=False)
+    if header["magic"].item() not in (b"n+1", b"ni1", b"n+2", b"ni2"):
+        raise ValueError(f"not a NIfTI file (magic {header['magic'].item()!r})")
+    if header["magic"].item() in (b"ni1", b"ni2"):
+        raise ValueError("a two-file (.hdr/.img) NIfTI pair is not supported")
+    return header
 
 
 def _check_size(path: Path, size: int, expected: int, shape: tuple) -> None:
