@@ -127,8 +127,12 @@ def describe_run(
     if "SliceThickness" in metadata:
         value = metadata["SliceThickness"]
         number = isinstance(value, int | float) and not isinstance(value, bool)
-        if number and math.isfinite(value) and value > 0:
-            thickness_mm, source = float(value) * header_scale, "sidecar"
+        try:
+            mm = float(value) if number else math.nan
+        except OverflowError:  # a huge JSON integer
+            mm = math.inf
+        if math.isfinite(mm) and mm > 0:
+            thickness_mm, source = mm * header_scale, "sidecar"
             ratio = thickness_mm / zooms[through]
             if not 0.1 <= ratio <= 10:
                 LOGGER.warning(
@@ -180,11 +184,10 @@ def index_dataset(bids_dir: Path, *, validate: bool, database_path: Path | None 
             f"{bids_dir}: BIDS validation failed ({one_line(exc)})", ExitCode.BIDS_INVALID
         ) from exc
     except Exception as exc:  # malformed JSON and the like
-        bad = _JSON_FILE_RE.search(str(exc))
-        if bad:
-            raise BidaError(
-                f"{bad[1]}: not valid JSON ({_json_problem(Path(bad[1]))})", ExitCode.BAD_DATA
-            ) from exc
+        named = _JSON_FILE_RE.search(str(exc))
+        bad = Path(named[1]) if named else _first_bad_json(bids_dir)
+        if bad is not None:
+            raise BidaError(f"{bad}: {_json_problem(bad)}", ExitCode.BAD_DATA) from exc
         raise BidaError(
             f"{bids_dir}: cannot index the dataset ({one_line(exc)})", ExitCode.BIDS_INVALID
         ) from exc
@@ -219,7 +222,7 @@ def check_dataset_description(bids_dir: Path, *, validate: bool) -> None:
         if not problem and "BIDSVersion" not in desc:
             problem = "the required field BIDSVersion is missing"
     except (OSError, ValueError):
-        problem = f"not valid JSON ({_json_problem(path)})"
+        problem = _json_problem(path)
     if not problem:
         return
     if validate:
@@ -231,14 +234,25 @@ def check_dataset_description(bids_dir: Path, *, validate: bool) -> None:
 
 
 def _json_problem(path: Path) -> str:
-    """Why ``path`` is not valid JSON, in a few words."""
+    """Why the sidecar ``path`` is unusable, in a few words ("" if it is a JSON object)."""
     try:
-        json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except ValueError as exc:
-        return one_line(exc)
+        return f"not valid JSON ({one_line(exc)})"
     except OSError as exc:
-        return exc.strerror or str(exc)
-    return "unknown problem"
+        return f"cannot read ({exc.strerror or exc})"
+    return "" if isinstance(data, dict) else f"not a JSON object ({type(data).__name__})"
+
+
+def _first_bad_json(bids_dir: Path) -> Path | None:
+    """The first JSON file pybids would index that is not a readable JSON object."""
+    for path in sorted(bids_dir.rglob("*.json")):
+        parts = path.relative_to(bids_dir).parts
+        if any(p.startswith(".") or p in ("derivatives", "sourcedata", "code") for p in parts):
+            continue
+        if _json_problem(path):
+            return path
+    return None
 
 
 def one_line(exc: BaseException) -> str:

@@ -153,7 +153,11 @@ def _geometry_warnings(img: nib.Nifti1Image, zooms: np.ndarray) -> list[str]:
         )
     header = img.header
     if int(header["qform_code"]) > 0 and int(header["sform_code"]) > 0:
-        diff = np.abs(header.get_qform() - header.get_sform())
+        try:
+            diff = np.abs(header.get_qform() - header.get_sform())
+        except ValueError as exc:  # e.g. a quaternion of norm > 1
+            warnings.append(f"invalid qform ignored ({_first_line(exc)}); using the sform")
+            return warnings
         distance = float(diff[:3, :3].max() * max(img.shape[:3]) + diff[:3, 3].max())
         if distance > QFORM_SFORM_TOL_MM * max(1.0, float(zooms.max())):
             warnings.append(
