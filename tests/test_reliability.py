@@ -462,3 +462,39 @@ def test_signal_stops_cleans_and_resumes(bids, tmp_path, clean_outputs, sig, cod
     assert main([str(bids), str(out), "participant"]) == 0
     assert _outputs(out) == clean_outputs
     assert _digest(bids) == before
+
+
+# ------------------------------------------------------------------ help (issue #18, item 6)
+def test_help_has_no_confusing_defaults_and_readme_groups(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["-h"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    for confusing in ("(default: True)", "(default: False)", "(default: None)", "(default: [])"):
+        assert confusing not in text
+    assert "skip N4 bias-field correction\n" in text
+    groups = [
+        "selecting data:",
+        "super-resolution:",
+        "input headers and preprocessing:",
+        "resources and execution:",
+        "outputs:",
+        "other:",
+    ]
+    positions = [text.index(g) for g in groups]
+    assert positions == sorted(positions)
+    assert text.index("  --header_scale F") > text.index("input headers and preprocessing:")
+    assert "examples:" in text and "75 busy" in text
+
+
+@pytest.mark.parametrize("command", ["demo-data", "simulate", "train", "models", "evaluate"])
+def test_every_subcommand_has_an_example(command, capsys):
+    try:
+        code = main([command, "-h"])
+    except SystemExit as exc:
+        code = exc.code
+    assert code == 0
+    text = capsys.readouterr().out
+    epilog = text[text.rindex("example") :]
+    assert f"bida {command}" in epilog or (command == "evaluate" and "bida evaluate" in text)
+    assert "(default: False)" not in text and "(default: None)" not in text
