@@ -498,3 +498,36 @@ def test_every_subcommand_has_an_example(command, capsys):
     epilog = text[text.rindex("example") :]
     assert f"bida {command}" in epilog or (command == "evaluate" and "bida evaluate" in text)
     assert "(default: False)" not in text and "(default: None)" not in text
+
+
+def test_failing_node_is_one_line_with_its_exit_code(bids, tmp_path, monkeypatch):
+    """A run that fails inside the workflow: one line naming the input, no Nipype traceback."""
+    out = tmp_path / "out"
+    code = (
+        "import sys; from bida_app.errors import BadDataError\n"
+        "import bida_app.preprocess.n4 as n4\n"
+        "def boom(img, **kw): raise BadDataError('synthetic: the N4 mask is empty')\n"
+        "n4.n4_correct = boom\n"
+        "from bida_app.cli.main import main; sys.exit(main())\n"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code, str(bids), str(out), "participant"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=300,
+    )
+    assert res.returncode == ExitCode.BAD_DATA, res.stderr
+    assert "Traceback" not in res.stderr and "nipype" not in res.stderr
+    err = [ln for ln in res.stderr.splitlines() if " INFO: " not in ln]
+    assert len(err) == 1 and str(bids / ANISO) in err[0] and "synthetic" in err[0], err
+    assert "BadDataError" not in err[0]
+
+
+@pytest.mark.parametrize(("value", "expected"), [(0.0, "no positive"), (3.0, "constant image")])
+def test_blank_or_constant_image_refused_up_front(bids, tmp_path, capsys, value, expected):
+    img = nib.load(bids / ANISO)
+    data = np.full(img.shape, value, np.float32)
+    nib.save(nib.Nifti1Image(data, img.affine, img.header), bids / ANISO)
+    line = _fails_cleanly(bids, tmp_path / "out", capsys, 65)
+    assert str(bids / ANISO) in line and expected in line

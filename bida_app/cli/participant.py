@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,8 +195,11 @@ def _run_workflow(todo: list[RunOutcome], cfg: RunConfig, out_dir: Path, work_di
             outcome.status = "done"
         else:
             outcome.status = "failed"
-            outcome.code = int(ExitCode.FAILURE)
-            outcome.message = f"{outcome.run.path}: {crash_message(out_dir, run_wf_name(info))}"
+            crash = crash_message(out_dir, run_wf_name(info))
+            bad_data = "bida_app.errors.BadDataError: " in crash
+            outcome.code = int(ExitCode.BAD_DATA if bad_data else ExitCode.FAILURE)
+            crash = re.sub(r"bida_app\.errors\.\w+: ", "", crash)  # ours speak for themselves
+            outcome.message = f"{outcome.run.path}: {crash}"
 
 
 def _summarise(outcomes: list[RunOutcome]) -> int:

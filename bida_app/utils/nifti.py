@@ -195,7 +195,8 @@ def load_volume(path: str | Path, *, header_scale: float = 1.0) -> nib.Nifti1Ima
     Raises
     ------
     BidaError
-        Unreadable, truncated, non-3D or empty file (see :func:`check_header`; exit 65/66).
+        Unreadable, truncated, non-3D or empty file (see :func:`check_header`; exit 65/66),
+        or a constant image or one without any positive intensity (exit 65).
     """
     path = Path(path)
     img, _ = check_header(path, header_scale=header_scale)
@@ -206,6 +207,11 @@ def load_volume(path: str | Path, *, header_scale: float = 1.0) -> nib.Nifti1Ima
     if data.ndim == 4:  # (x, y, z, 1): check_header refused anything else
         data = data[..., 0]
     bad = ~np.isfinite(data)
+    finite = data[~bad]
+    if not (finite > 0).any():
+        raise BadDataError(f"{path}: no positive intensities (blank or sign-inverted image)")
+    if finite.min() == finite.max():
+        raise BadDataError(f"{path}: constant image (every voxel is {finite.max():g})")
     if bad.any():
         LOGGER.warning(
             "%s: %d non-finite voxels (NaN/Inf) set to 0 and masked", path.name, int(bad.sum())
