@@ -395,7 +395,7 @@ def test_second_run_into_same_output_refused_at_once(bids, tmp_path, capsys):
     out = tmp_path / "out"
     first = _start(bids, out)
     try:
-        _wait_for(out / "work" / ".bida.lock", first)
+        _wait_for(out / ".sub-01.bida.lock", first)
         t0 = time.monotonic()
         assert main([str(bids), str(out), "participant"]) == ExitCode.TEMP_FAILURE
         assert time.monotonic() - t0 < 10
@@ -406,6 +406,48 @@ def test_second_run_into_same_output_refused_at_once(bids, tmp_path, capsys):
     assert first.returncode == 0, stderr
     assert "sub-01_acq-coronal_desc-cubic_T2w" in (out / "sub-01.html").read_text()
     assert not list(out.rglob("*.lock"))
+
+
+def test_other_participants_share_output_and_work_dir(tmp_path, capsys):
+    """SLURM arrays: a run on sub-02 goes on while another run holds sub-01."""
+    runs = tuple(DemoRun(s, None, 1.0, 1.0, ("R", "A", "S"), 7) for s in ("01", "02"))
+    bids = make_demo_dataset(tmp_path / "bids", shape=SMALL, runs=runs)
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out / ".sub-01.bida.lock")],
+        stdout=subprocess.PIPE,
+        env=_env(),
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        args = [str(bids), str(out), "participant", "--participant_label"]
+        assert main([*args, "01"]) == ExitCode.TEMP_FAILURE
+        err = capsys.readouterr().err.splitlines()
+        assert len(err) == 1 and "sub-01 in" in err[0] and f"pid {holder.pid}" in err[0]
+        assert not (out / "work").exists()  # refused before creating anything
+        assert main([*args, "02"]) == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    assert list(out.glob("sub-02/anat/*desc-cubic_T2w.nii.gz"))
+    assert not list(out.glob("sub-01/anat/*desc-cubic*"))
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_matches_a_clean_run(bids, tmp_path, clean_outputs):
+    out = tmp_path / "out"
+    proc = _start(bids, out)
+    _wait_for(out / ".sub-01.bida.lock", proc)
+    time.sleep(1.5)
+    proc.kill()
+    proc.communicate()
+    assert (out / ".sub-01.bida.lock").exists()  # left behind by the killed run
+    assert main([str(bids), str(out), "participant"]) == 0
+    assert _outputs(out) == clean_outputs
+    hidden = [p.name for p in out.rglob(".*") if "work" not in p.relative_to(out).parts]
+    assert hidden == [".bidsignore"]
 
 
 # ------------------------------------------------------------------ signals
@@ -447,7 +489,7 @@ def test_signal_stops_cleans_and_resumes(bids, tmp_path, clean_outputs, sig, cod
     out = tmp_path / "out"
     before = _digest(bids)
     proc = _start(bids, out)
-    _wait_for(out / "work" / ".bida.lock", proc)
+    _wait_for(out / ".sub-01.bida.lock", proc)
     time.sleep(delay)
     proc.send_signal(getattr(signal, sig))
     t0 = time.monotonic()

@@ -43,13 +43,11 @@ def run_participant(cfg: RunConfig) -> int:
     """Run the participant level; return the process exit code.
 
     Every input is checked before anything is written (paths, options, headers, sidecars,
-    data); then the work directory and the selected participants are locked, temporaries an
-    interrupted run left behind are removed, and the workflow runs.
+    data); then the selected participants are locked (in the output and the work folder),
+    temporaries an interrupted run left behind are removed, and the workflow runs.
     """
     bids_dir, out_dir, work_dir = check_paths(cfg)
     check_options(cfg)
-    work_lock = (work_dir / ".bida.lock", f"work directory {work_dir}")
-    lock.probe(*work_lock)
     if cfg.reports_only:
         from ..reports.regenerate import regenerate_reports
 
@@ -62,16 +60,17 @@ def run_participant(cfg: RunConfig) -> int:
         session_label=cfg.session_label,
         header_scale=cfg.header_scale,
     )
+    subjects = sorted({f"sub-{run.entities['subject']}" for run in runs})
+    locks = run_locks(out_dir, work_dir, subjects)
+    for path, what in locks:  # refuse at once if another run holds one (nothing created)
+        lock.probe(path, what)
     outcomes = [_triage(run, cfg, out_dir) for run in runs]
     raise_collected([o.error for o in outcomes if o.error is not None])
     todo = [o for o in outcomes if o.status == "todo"]
     if todo and cfg.method == "bida":
         check_weights(cfg, [o.run for o in todo])
     make_dirs(out_dir, work_dir)
-    subjects = sorted({f"sub-{o.run.entities['subject']}" for o in outcomes})
-    with RunLocks(
-        [work_lock] + [(out_dir / f".{s}.bida.lock", f"{s} in {out_dir}") for s in subjects]
-    ):
+    with RunLocks(locks):
         on_interrupt(
             "temporaries", lambda: remove_stale_temporaries(out_dir, subjects, skip=[work_dir])
         )
@@ -86,6 +85,17 @@ def run_participant(cfg: RunConfig) -> int:
         finally:
             write_dataset_description(out_dir, bids_dir)
     return _summarise(outcomes)
+
+
+def run_locks(out_dir: Path, work_dir: Path, subjects: list[str]) -> list[tuple[Path, str]]:
+    """The locks of a run: each participant in the output folder and in the work folder.
+
+    Runs on different participants may share both folders (SLURM arrays); two runs on the
+    same participant would corrupt each other's Nipype nodes, reports and derivatives.
+    """
+    return [(out_dir / f".{s}.bida.lock", f"{s} in {out_dir}") for s in subjects] + [
+        (work_dir / f".{s}.bida.lock", f"{s} in the work directory {work_dir}") for s in subjects
+    ]
 
 
 def _write_reports(out_dir: Path, outcomes: list[RunOutcome]) -> None:

@@ -128,12 +128,12 @@ def check_options(cfg: RunConfig) -> None:
             args = json.loads(cfg.plugin_args)
         except ValueError as exc:
             raise BidaError(
-                f"--plugin_args: not valid JSON ({exc}); e.g. '{{\"n_procs\": 4}}'",
+                f"--plugin_args is not valid JSON ({exc}); e.g. '{{\"n_procs\": 4}}'",
                 ExitCode.USAGE,
             ) from exc
         if not isinstance(args, dict):
             raise BidaError(
-                f"--plugin_args: expected a JSON object ({{...}}), got {type(args).__name__}",
+                f"--plugin_args is not a JSON object ({{...}}): got {type(args).__name__}",
                 ExitCode.USAGE,
             )
     if cfg.method in DEVICE_METHODS:
