@@ -573,3 +573,25 @@ def test_blank_or_constant_image_refused_up_front(bids, tmp_path, capsys, value,
     nib.save(nib.Nifti1Image(data, img.affine, img.header), bids / ANISO)
     line = _fails_cleanly(bids, tmp_path / "out", capsys, 65)
     assert str(bids / ANISO) in line and expected in line
+
+
+def test_broken_symlink_names_datalad(bids, tmp_path, capsys):
+    path = bids / ANISO
+    path.unlink()
+    path.symlink_to(bids / ".git" / "annex" / "objects" / "missing")
+    line = _fails_cleanly(bids, tmp_path / "out", capsys, 66)
+    assert str(path) in line and "broken symbolic link" in line
+
+
+def test_os_error_while_writing_is_io_error(bids, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from bida_app.cli import participant
+
+    def full(cfg):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "o" / "x.nii.gz"))
+
+    monkeypatch.setattr(participant, "run_participant", full)
+    assert main([str(bids), str(tmp_path / "o"), "participant"]) == ExitCode.IO_ERROR
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "x.nii.gz: No space left on device" in err[0]

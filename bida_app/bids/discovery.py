@@ -183,6 +183,10 @@ def index_dataset(bids_dir: Path, *, validate: bool, database_path: Path | None 
         raise BidaError(
             f"{bids_dir}: BIDS validation failed ({one_line(exc)})", ExitCode.BIDS_INVALID
         ) from exc
+    except PermissionError as exc:
+        raise BidaError(
+            f"{exc.filename or bids_dir}: cannot read (permission denied)", ExitCode.MISSING_INPUT
+        ) from exc
     except Exception as exc:  # malformed JSON and the like
         named = _JSON_FILE_RE.search(str(exc))
         bad = Path(named[1]) if named else _first_bad_json(bids_dir)
@@ -217,11 +221,17 @@ def check_dataset_description(bids_dir: Path, *, validate: bool) -> None:
             ExitCode.BIDS_INVALID,
         )
     try:
-        desc = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise BidaError(
+            f"{path}: cannot read ({exc.strerror or exc})", ExitCode.MISSING_INPUT
+        ) from exc
+    try:
+        desc = json.loads(text)
         problem = "" if isinstance(desc, dict) else "not a JSON object"
         if not problem and "BIDSVersion" not in desc:
             problem = "the required field BIDSVersion is missing"
-    except (OSError, ValueError):
+    except ValueError:
         problem = _json_problem(path)
     if not problem:
         return

@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         report_error("interrupted (SIGINT)")
         return 130
+    except OSError as exc:  # disk full, I/O error, permissions on a file bida writes
+        where = f"{exc.filename}: " if exc.filename else ""
+        report_error(f"{where}{exc.strerror or exc} (I/O error)")
+        return int(ExitCode.IO_ERROR)
     except MemoryError:
         report_error("out of memory (lower --nprocs, or give the run more memory)")
         return int(ExitCode.FAILURE)

@@ -54,7 +54,12 @@ def check_header(path: str | Path, *, header_scale: float = 1.0) -> tuple[nib.Ni
         with open(path, "rb"):
             pass
     except FileNotFoundError as exc:
-        raise BidaError(f"{path}: file not found", ExitCode.MISSING_INPUT) from exc
+        reason = (
+            "broken symbolic link (DataLad/git-annex content not fetched? try 'datalad get')"
+            if path.is_symlink()
+            else "file not found"
+        )
+        raise BidaError(f"{path}: {reason}", ExitCode.MISSING_INPUT) from exc
     except IsADirectoryError as exc:
         raise BadDataError(f"{path}: is a directory, not a NIfTI file") from exc
     except OSError as exc:
