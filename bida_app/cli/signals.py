@@ -82,9 +82,9 @@ def terminate(signum: int) -> None:
             pass
     lock.release_all()
     name = signal.Signals(signum).name
-    os.write(
+    os.write(  # the newline first ends a progress bar's unfinished line
         2,
-        f"bida: error: interrupted by {name}; outputs finished so far are kept, run the same "
+        f"\nbida: error: interrupted by {name}; outputs finished so far are kept, run the same "
         "command again to resume\n".encode(),
     )
     os._exit(HANDLED.get(signum, 128 + signum))
