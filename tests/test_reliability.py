@@ -595,3 +595,20 @@ def test_os_error_while_writing_is_io_error(bids, tmp_path, capsys, monkeypatch)
     assert main([str(bids), str(tmp_path / "o"), "participant"]) == ExitCode.IO_ERROR
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and "x.nii.gz: No space left on device" in err[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "code"),
+    [
+        (["participant", "--bogus"], 64),
+        (["everything"], 17),
+        (["participant", "--nprocs", "0"], 64),
+    ],
+)
+def test_usage_errors_are_one_line(bids, tmp_path, capsys, args, code):
+    with pytest.raises(SystemExit) as exc:
+        main([str(bids), str(tmp_path / "out"), *args])
+    assert exc.value.code == code
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("bida: error: "), err
+    assert not (tmp_path / "out").exists()

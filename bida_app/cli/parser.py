@@ -16,15 +16,13 @@ class BidaArgumentParser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors exit with code 64 and a one-line message."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
         raise SystemExit(int(ExitCode.USAGE))
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         ns = super().parse_args(args, namespace)
         level = getattr(ns, "analysis_level", None)
         if level is not None and level not in ANALYSIS_LEVELS:
-            self.print_usage(sys.stderr)
             sys.stderr.write(
                 f"{self.prog}: error: unknown analysis level {level!r} "
                 f"(choose from {', '.join(ANALYSIS_LEVELS)})\n"
