@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import IntEnum
 
 
@@ -66,3 +67,10 @@ def raise_collected(errors: list[BidaError]) -> None:
         raise errors[0]
     if errors:
         raise InputErrors(errors)
+
+
+def report_error(message: str) -> None:
+    """Print an error to stderr, one line per problem (not through logging: always shown)."""
+    for line in str(message).splitlines() or [""]:
+        sys.stderr.write(f"bida: error: {line}\n")
+    sys.stderr.flush()

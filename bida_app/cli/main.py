@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..errors import BidaError, ExitCode
+from ..errors import BidaError, ExitCode, report_error
 
 LOGGER = logging.getLogger("bida")
 
@@ -31,13 +31,6 @@ def setup_logging(verbosity: int) -> None:
     )
     logging.getLogger("bida").setLevel(level)
     logging.getLogger("bida_app").setLevel(level)
-
-
-def report_error(message: str) -> None:
-    """Print an error to stderr, one line per problem (not through logging: always shown)."""
-    for line in str(message).splitlines() or [""]:
-        sys.stderr.write(f"bida: error: {line}\n")
-    sys.stderr.flush()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ from .. import __version__
 from ..bids.derivatives import derivative_path, write_dataset_description
 from ..bids.discovery import T2wRun, index_dataset, select_t2w_runs
 from ..config import RunConfig
-from ..errors import BidaError, ExitCode, raise_collected
+from ..errors import BidaError, ExitCode, raise_collected, report_error
 from ..utils import lock
 from ..utils.io import remove_stale_temporaries
 from ..utils.lock import RunLocks
@@ -224,8 +224,6 @@ def _summarise(outcomes: list[RunOutcome]) -> int:
     failed = [o for o in outcomes if o.status == "failed"]
     if not failed:
         return int(ExitCode.OK)
-    from .main import report_error
-
     for o in failed:
         report_error(o.message)
     return failed[0].code or int(ExitCode.FAILURE)
