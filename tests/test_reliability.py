@@ -603,6 +603,9 @@ def test_os_error_while_writing_is_io_error(bids, tmp_path, capsys, monkeypatch)
         (["participant", "--bogus"], 64),
         (["everything"], 17),
         (["participant", "--nprocs", "0"], 64),
+        (["participant", "--header_scale", "inf"], 64),
+        (["participant", "--target_resolution", "nan"], 64),
+        (["participant", "--eta", "nan"], 64),
     ],
 )
 def test_usage_errors_are_one_line(bids, tmp_path, capsys, args, code):

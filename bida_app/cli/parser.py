@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
@@ -51,9 +52,16 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
@@ -121,7 +129,7 @@ def build_parser() -> BidaArgumentParser:
         help="through-plane voxel size of the output (default: in-plane size)",
     )
     g.add_argument("--steps", type=_positive_int, default=16, help="DDIM steps (bida)")
-    g.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity (bida)")
+    g.add_argument("--eta", type=_finite_float, default=0.0, help="DDIM stochasticity (bida)")
     g.add_argument(
         "--n_samples",
         "--n-samples",
