@@ -615,3 +615,14 @@ def test_usage_errors_are_one_line(bids, tmp_path, capsys, args, code):
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 1 and err[0].startswith("bida: error: "), err
     assert not (tmp_path / "out").exists()
+
+
+def test_unreadable_bids_dir(bids, tmp_path, capsys, monkeypatch):
+    from bida_app.bids import discovery
+
+    real = os.access
+    monkeypatch.setattr(
+        discovery.os, "access", lambda p, mode: False if Path(p) == bids else real(p, mode)
+    )
+    line = _fails_cleanly(bids, tmp_path / "out", capsys, 66)
+    assert str(bids) in line and "permission denied" in line

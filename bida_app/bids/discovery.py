@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,6 +215,8 @@ def check_dataset_description(bids_dir: Path, *, validate: bool) -> None:
             f"{bids_dir}: is not a directory (expected the root of a BIDS dataset)",
             ExitCode.MISSING_INPUT,
         )
+    if not os.access(bids_dir, os.R_OK | os.X_OK):
+        raise BidaError(f"{bids_dir}: cannot read (permission denied)", ExitCode.MISSING_INPUT)
     path = bids_dir / "dataset_description.json"
     if not path.is_file():
         raise BidaError(
