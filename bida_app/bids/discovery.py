@@ -202,12 +202,8 @@ def index_dataset(bids_dir: Path, *, validate: bool, database_path: Path | None 
 _JSON_FILE_RE = re.compile(r"filename='([^']+)'")
 
 
-def check_dataset_description(bids_dir: Path, *, validate: bool) -> None:
-    """Refuse a missing or non-directory ``bids_dir`` and check ``dataset_description.json``.
-
-    A missing file is exit 16; an invalid one is exit 16 too, or only a warning with
-    ``--skip_bids_validator`` (``validate=False``).
-    """
+def check_bids_root(bids_dir: Path) -> None:
+    """Refuse a ``bids_dir`` that is missing, not a directory or unreadable (exit 66)."""
     if not bids_dir.exists():
         raise BidaError(f"{bids_dir}: BIDS directory does not exist", ExitCode.MISSING_INPUT)
     if not bids_dir.is_dir():
@@ -217,6 +213,15 @@ def check_dataset_description(bids_dir: Path, *, validate: bool) -> None:
         )
     if not os.access(bids_dir, os.R_OK | os.X_OK):
         raise BidaError(f"{bids_dir}: cannot read (permission denied)", ExitCode.MISSING_INPUT)
+
+
+def check_dataset_description(bids_dir: Path, *, validate: bool) -> None:
+    """Refuse a missing or non-directory ``bids_dir`` and check ``dataset_description.json``.
+
+    A missing file is exit 16; an invalid one is exit 16 too, or only a warning with
+    ``--skip_bids_validator`` (``validate=False``).
+    """
+    check_bids_root(bids_dir)
     path = bids_dir / "dataset_description.json"
     if not path.is_file():
         raise BidaError(

@@ -12,6 +12,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
+from ..bids.discovery import check_bids_root
 from ..config import RunConfig
 from ..errors import BidaError, ExitCode
 
@@ -41,13 +42,7 @@ def check_paths(cfg: RunConfig) -> tuple[Path, Path, Path]:
     bids_dir = Path(cfg.bids_dir).resolve()
     out_dir = Path(cfg.output_dir).resolve()
     work_dir = Path(cfg.work_dir).resolve() if cfg.work_dir else out_dir / "work"
-    if not bids_dir.exists():
-        raise BidaError(f"{bids_dir}: BIDS directory does not exist", ExitCode.MISSING_INPUT)
-    if not bids_dir.is_dir():
-        raise BidaError(
-            f"{bids_dir}: is not a directory (expected the root of a BIDS dataset)",
-            ExitCode.MISSING_INPUT,
-        )
+    check_bids_root(bids_dir)
     if out_dir == bids_dir:
         raise BidaError(f"{out_dir}: output_dir must not be the BIDS directory", ExitCode.USAGE)
     if work_dir in (bids_dir, out_dir):
