@@ -57,12 +57,13 @@ class RunConfig:
     version: str = __version__
 
     def to_toml(self, path: str | Path) -> Path:
-        """Write the configuration as a flat TOML table ``[bida]``."""
+        """Write the configuration as a flat TOML table ``[bida]`` (atomically)."""
+        from .utils.io import write_text
+
         lines = ["[bida]"]
         for key, value in asdict(self).items():
             lines.append(f"{key} = {_toml_value(value)}")
-        Path(path).write_text("\n".join(lines) + "\n")
-        return Path(path)
+        return write_text(path, "\n".join(lines) + "\n")
 
     @classmethod
     def from_toml(cls, path: str | Path) -> RunConfig:

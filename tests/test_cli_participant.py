@@ -380,7 +380,12 @@ def test_version_from_file():
 def test_slice_profile_choices_match_the_physics():
     """The participant parser spells the profile kinds out; they must be the physics' ones."""
     from bida_app.cli.parser import build_parser
+    from bida_app.config import DEFAULT_SLICE_PROFILE, RunConfig
     from bida_app.physics.profiles import PROFILE_KINDS
 
     action = next(a for a in build_parser()._actions if a.dest == "slice_profile")
-    assert set(action.choices) == set(PROFILE_KINDS) and action.default == PROFILE_KINDS[0]
+    assert set(action.choices) == set(PROFILE_KINDS)
+    assert (
+        action.default == DEFAULT_SLICE_PROFILE == RunConfig("b", "o", "participant").slice_profile
+    )
+    assert DEFAULT_SLICE_PROFILE in PROFILE_KINDS
