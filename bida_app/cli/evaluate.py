@@ -171,7 +171,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("bida_app").setLevel(logging.INFO)
     inputs, out_dir = args.inputs, args.out_dir
     try:
+        from ..device import resolve_device
         from ..evaluation.harness import EvalSettings, run_evaluation
+
+        device = str(resolve_device(args.device))  # once; cuda:N reaches every torch call
 
         settings = EvalSettings(
             scales=tuple(dict.fromkeys(args.scales)),
@@ -187,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             null_shrinkage=args.null_shrinkage,
             bida_profile=args.bida_profile,
             self_prior_steps=args.self_prior_steps,
-            device=args.device,
+            device=device,
             seed=args.seed,
             skullstrip_stride=args.skullstrip_stride,
             skullstrip_slices=args.skullstrip_slices,

@@ -14,13 +14,13 @@ import logging
 import platform
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..device import amp_dtype, autocast, resolve_device
 from ..errors import BidaError, ExitCode
 from ..models.weights import PLANE_SLICE_AXIS, PLANES, PLANES_FOR_AXIS, PlaneModel
 from ..physics import SliceOperator
@@ -90,27 +90,6 @@ def planes_for_axis(axis: int) -> tuple[str, str]:
     return PLANES_FOR_AXIS[axis]
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU (with a log line)."""
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        logger.info("device auto: using %s", device)
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BidaError("CUDA was requested but no GPU is visible to torch", ExitCode.USAGE)
-    return dev
-
-
-def resolve_amp(dtype: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for the network: ``"auto"`` is bfloat16 on CUDA, float32 on CPU."""
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    table = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in table:
-        raise ValueError(f"dtype must be one of {['auto', *table]}, got {dtype!r}")
-    return table[dtype]
-
-
 def device_info(device: torch.device, amp: torch.dtype | None) -> dict[str, Any]:
     """What ran the sampler, for sidecars and reports."""
     if device.type == "cuda":
@@ -140,8 +119,7 @@ def make_denoiser(net: torch.nn.Module, device: torch.device, amp: torch.dtype |
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
-        ctx = torch.autocast(device.type, dtype=amp) if amp is not None else nullcontext()
-        with ctx:
+        with autocast(device, amp):
             return net(x, t).float()
 
     return denoise
@@ -221,7 +199,7 @@ def super_resolve_plane(
         The batch size finally used.
     """
     dev = resolve_device(device)
-    amp = resolve_amp(dtype, dev)
+    amp = amp_dtype(dev, dtype)
     axis = operator.axis
     hr_vol_shape = list(lr.shape)
     hr_vol_shape[axis] = operator.shape[1]
@@ -445,7 +423,7 @@ def super_resolve(
             ExitCode.MISSING_INPUT,
         )
     dev = resolve_device(device)
-    amp = resolve_amp(dtype, dev)
+    amp = amp_dtype(dev, dtype)
     hr_shape = list(lr.shape)
     hr_shape[operator.axis] = operator.shape[1]
     n_slices = {p: lr.shape[PLANE_SLICE_AXIS[p]] for p in use}

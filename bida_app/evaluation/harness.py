@@ -510,13 +510,10 @@ def eclare_command(exe: str, lr_path: Path, out_dir: Path, gpu_id: int | None = 
 
 
 def _gpu_id(device: str) -> int | None:
-    if device.startswith("cuda"):
-        return int(device.split(":")[1]) if ":" in device else 0
-    if device == "auto":
-        import torch
+    from ..device import resolve_device
 
-        return 0 if torch.cuda.is_available() else None
-    return None
+    dev = resolve_device(device)
+    return (dev.index or 0) if dev.type == "cuda" else None
 
 
 def run_eclare(lr_path: Path, work_dir: Path, settings: EvalSettings) -> nib.Nifti1Image:
@@ -565,6 +562,7 @@ def run_method(
 
         return cubic_super_resolve(lr_img, axis, thickness_mm, hr_mm)[0]
     if method in BIDA_METHODS:
+        from ..device import resolve_device
         from ..methods.bida import bida_super_resolve_image
 
         return bida_super_resolve_image(
@@ -581,29 +579,12 @@ def run_method(
             null_shrinkage=settings.null_shrinkage,
             slice_profile=settings.bida_profile,
             seed=settings.seed,
-            device=_bida_device(settings.device),
-            num_threads=max(1, torch_threads()),
+            device=resolve_device(settings.device),
             progress=False,
         ).image
     if method == "eclare":
         return run_eclare(lr_path, work_dir / "eclare", settings)
     raise BidaError(f"unknown method {method!r}", ExitCode.USAGE)
-
-
-def _bida_device(device: str) -> str:
-    """``auto`` resolved without repeating BiDA's CPU warning for every run."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def torch_threads() -> int:
-    """Threads torch currently uses (BiDA sets its own count; keep the process default)."""
-    import torch
-
-    return int(torch.get_num_threads())
 
 
 def check_methods(settings: EvalSettings) -> tuple[list[str], list[str]]:
@@ -623,7 +604,8 @@ def check_methods(settings: EvalSettings) -> tuple[list[str], list[str]]:
             notes.append(msg)
             continue
         if method == "bida":
-            from ..methods.bida import PLANES_FOR_AXIS, get_plane_models, resolve_device
+            from ..device import resolve_device
+            from ..methods.bida import PLANES_FOR_AXIS, get_plane_models
 
             try:
                 get_plane_models(
@@ -777,9 +759,9 @@ class Evaluation:
 
         s = self.settings
         if self._stripper is None:
-            import torch
+            from ..device import resolve_device
 
-            device = "cuda" if s.device != "cpu" and torch.cuda.is_available() else "cpu"
+            device = resolve_device(s.device)
             self._stripper = SkullStripper.load(s.species, s.skullstrip_weights, device=device)
             changes = {} if s.skullstrip_stride is None else {"stride": s.skullstrip_stride}
             self._recipe = with_recipe(s.species, **changes) if changes else RECIPES[s.species]
