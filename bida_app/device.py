@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import os
 import re
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -192,3 +193,46 @@ def set_threads(n: int) -> int:
     except ImportError:  # BLAS keeps its own count
         pass
     return n
+
+
+def cpu_workers(device: torch.device, jobs: int) -> tuple[int, int]:
+    """How a CPU thread budget runs ``jobs`` independent sampler jobs (plane × sample).
+
+    The budget is torch's thread count (what :func:`set_threads` gave this process). On the
+    CPU it is spent on concurrent jobs first, one thread each, and only the rest on threads
+    inside each job: small convolutions scale poorly over OpenMP threads, and on a shared
+    machine OpenMP teams stall whenever one of their threads is descheduled, while
+    independent jobs do not wait for each other. CUDA runs the jobs one after the other.
+
+    Returns
+    -------
+    workers, threads_per_worker : int
+
+    Examples
+    --------
+    >>> import torch
+    >>> cpu_workers(torch.device("cuda:1"), 2)
+    (1, 1)
+    """
+    import torch
+
+    if device.type != "cpu":
+        return 1, 1
+    budget = max(1, torch.get_num_threads())
+    workers = max(1, min(budget, int(jobs)))
+    return workers, max(1, budget // workers)
+
+
+@contextmanager
+def intraop_threads(n: int) -> Iterator[None]:
+    """torch uses ``n`` threads per operation inside the block; the count is restored after."""
+    import torch
+
+    old = torch.get_num_threads()
+    if n != old:
+        torch.set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != old:
+            torch.set_num_threads(old)
