@@ -8,6 +8,11 @@ from pathlib import Path
 
 from . import __version__
 
+#: ``--method`` choices (each is the ``desc-`` label of its derivative) and the default: the
+#: data-consistent baseline until BiDA beats it on held-out real volumes (see the README).
+METHODS = ("dccubic", "cubic", "bida")
+DEFAULT_METHOD = "dccubic"
+
 
 @dataclass
 class RunConfig:
@@ -20,7 +25,7 @@ class RunConfig:
     participant_label: list[str] = field(default_factory=list)
     session_label: list[str] = field(default_factory=list)
     skip_bids_validator: bool = False
-    method: str = "cubic"
+    method: str = DEFAULT_METHOD
     device: str = "auto"
     seed: int = 0
     anisotropy_threshold: float = 1.5

@@ -97,13 +97,15 @@ QUICK = {"skullstrip_stride": 64, "skullstrip_slices": 1}  # quick recipe, not t
 
 @pytest.fixture(scope="module")
 def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """Two phantoms × 2.5×/5× × cubic and (fake) ECLARE, with quick-recipe cDSC."""
+    """Two phantoms × 2.5×/5× × cubic, dccubic and (fake) ECLARE, with quick-recipe cDSC."""
     fetched_dir("rat")
     root = tmp_path_factory.mktemp("evaluate")
     inputs = [_phantom_file(root / f"ph{i}.nii.gz", seed=i) for i in range(2)]
+    ph0 = make_rat_phantom(SHAPE, 0.2, seed=0)  # a reference brain mask beside ph0 only
+    nib.save(nib.Nifti1Image(ph0.brain.astype(np.uint8), ph0.affine), root / "ph0_mask.nii.gz")
     bin_dir = root / "bin"
     _fake_eclare(bin_dir)
-    settings = EvalSettings(methods=("cubic", "eclare"), **QUICK)
+    settings = EvalSettings(methods=("cubic", "dccubic", "eclare"), **QUICK)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
         result = run_evaluation(inputs, root / "out", settings, progress=False)
@@ -182,12 +184,19 @@ def test_results_schema_and_cubic_scale_order(evaluated: dict) -> None:
     out = evaluated["out"]
     df = pd.read_csv(out / "results.csv")
     assert list(df.columns[: len(COLUMNS)]) == list(COLUMNS)
-    assert len(df) == 2 * 2 * 2
-    assert set(df["method"]) == {"cubic", "eclare"} and set(df["scale"]) == {2.5, 5.0}
+    assert len(df) == 2 * 2 * 3
+    assert set(df["method"]) == {"cubic", "dccubic", "eclare"} and set(df["scale"]) == {2.5, 5.0}
     records = json.loads((out / "results.json").read_text())
     assert len(records) == len(df) and list(records[0])[: len(COLUMNS)] == list(COLUMNS)
-    for col in ("psnr", "ssim", "cdsc", "residual", "seconds"):
+    for col in ("psnr", "ssim", "psnr_interior", "ssim_interior", "cdsc", "residual", "seconds"):
         assert np.isfinite(df[col]).all(), col
+    # the interior leaves the outline out: a different number from the whole field
+    assert (df["psnr_interior"] != df["psnr"]).all()
+    assert df["held_out"].all()  # nothing learned here
+    assert df["hr_mask_plausible"].notna().all()
+    # the skull-strip network's own quality, against the reference mask where there is one
+    dice_ref = df.groupby("volume")["hr_mask_dice_ref"].first()
+    assert 0 < dice_ref["ph0"] <= 1 and np.isnan(dice_ref["ph1"])
     assert df["cdsc"].between(0, 1).all() and df["ssim"].between(0, 1).all()
     assert df["skullstrip"].str.contains("not the published recipe").all()
     cubic = df[df["method"] == "cubic"].pivot(index="volume", columns="scale", values="psnr")
@@ -210,11 +219,30 @@ def test_fake_eclare_called_and_scored(evaluated: dict) -> None:
 
 def test_stats_has_the_pairs(evaluated: dict) -> None:
     stats = pd.read_csv(evaluated["out"] / "stats.csv")
-    assert set(stats["metric"]) == {"psnr", "ssim", "cdsc"}
+    assert set(stats["metric"]) == {"psnr", "psnr_interior", "ssim", "ssim_interior", "cdsc"}
     assert set(stats["scale"]) == {2.5, 5.0}
-    assert set(zip(stats["method_a"], stats["method_b"], strict=True)) == {("cubic", "eclare")}
+    assert set(zip(stats["method_a"], stats["method_b"], strict=True)) == {
+        ("cubic", "dccubic"),
+        ("cubic", "eclare"),
+        ("dccubic", "eclare"),
+    }
     assert (stats["n"] == 2).all()
     assert not stats["significant"].any()  # two volumes can never reach alpha = 0.001
+
+
+def test_every_method_against_the_baseline(evaluated: dict) -> None:
+    out = evaluated["out"]
+    base = pd.read_csv(out / "baseline.csv")
+    assert set(base["method"]) == {"cubic", "eclare"} and set(base["baseline"]) == {"dccubic"}
+    assert set(base["metric"]) >= {"psnr", "psnr_interior"}
+    df = pd.read_csv(out / "results.csv")
+    wide = df.pivot_table(index=["volume", "scale"], columns="method", values="psnr")
+    for (scale, method), group in base[base["metric"] == "psnr"].groupby(["scale", "method"]):
+        at = wide.xs(scale, level="scale")
+        assert np.isclose(group["mean_diff"].item(), (at[method] - at["dccubic"]).mean())
+        assert group["wins"].item() == int((at[method] > at["dccubic"]).sum())
+    html = (out / "summary.html").read_text()
+    assert "Against the data-consistent baseline" in html and "baseline.csv" in html
 
 
 def test_figures_and_html_reference_existing_files(evaluated: dict) -> None:
@@ -247,7 +275,7 @@ def test_resume_recomputes_only_the_missing_row(
     with caplog.at_level(logging.INFO, logger="bida_app.evaluation"):
         res = run_evaluation(evaluated["inputs"], out, evaluated["settings"], progress=False)
     assert res.computed == [("ph1", 5.0, "cubic")]
-    assert len(res.skipped) == 7 and not res.failed
+    assert len(res.skipped) == 11 and not res.failed
     computing = [r.getMessage() for r in caplog.records if r.getMessage().startswith("computing")]
     assert computing == ["computing ph1 x5 cubic"]
     assert sr_file.is_file()
@@ -256,7 +284,7 @@ def test_resume_recomputes_only_the_missing_row(
     calls = sum(len(p.read_text().splitlines()) for p in out.glob("volumes/*/x*/eclare/calls.txt"))
     assert calls == 4  # ECLARE not called again
     new = pd.read_csv(out / "results.csv")
-    assert len(new) == 8
+    assert len(new) == 12
     old = pd.read_csv(evaluated["out"] / "results.csv").set_index(["volume", "scale", "method"])
     new = new.set_index(["volume", "scale", "method"]).loc[old.index]
     assert np.allclose(new[["psnr", "ssim", "cdsc"]], old[["psnr", "ssim", "cdsc"]])
@@ -323,6 +351,67 @@ def test_tiny_bida_model_runs_with_data_consistency(tmp_path: Path) -> None:
     assert df.loc["bida", "residual"] <= 1e-4  # DDNM + exact data consistency
     assert df.loc["cubic", "residual"] > 1e-3  # cubic interpolation is not consistent
     assert df["cdsc"].isna().all() and df.loc["bida", "seconds"] > 0
+
+
+def test_dccubic_is_consistent_and_beats_cubic_with_the_matched_profile(tmp_path: Path) -> None:
+    """Gaussian-simulated slices, Gaussian A: the projection is exact and helps; with the
+    pipeline's N4 on, the field is put back before the projection onto the acquired slices."""
+    vol = _phantom_file(tmp_path / "ph.nii.gz", seed=5)
+    args = [str(vol), "--methods", "cubic", "dccubic", "--scales", "5", "--profile", "gaussian"]
+    args += ["--no-cdsc", "--no-progress"]
+    assert main([*args[:1], str(tmp_path / "out"), *args[1:]]) == 0
+    df = pd.read_csv(tmp_path / "out" / "results.csv").set_index("method")
+    assert df.loc["dccubic", "residual"] < 1e-6 and df.loc["cubic", "residual"] > 1e-3
+    assert df.loc["dccubic", "psnr"] > df.loc["cubic", "psnr"]
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["settings"]["n4"] is True and run["settings"]["recon_profile"] == "gaussian"
+    # profile mismatch on purpose: SLR-shaped A against Gaussian slices is no longer exact
+    mismatch = tmp_path / "mismatch"
+    assert main([*args[:1], str(mismatch), *args[1:], "--recon-profile", "slr", "--no-n4"]) == 0
+    mm = pd.read_csv(mismatch / "results.csv").set_index("method")
+    assert mm.loc["dccubic", "residual"] > 1e-4
+    assert json.loads((mismatch / "run.json").read_text())["settings"]["n4"] is False
+
+
+def _tiny_weights(folder: Path, trained_on: list[Path]) -> Path:
+    """Random tiny plane models whose cards say they were trained on ``trained_on``."""
+    from bida_app.models.weights import sha256_file
+
+    for plane in ("axial", "coronal", "sagittal"):
+        save_plane_model(
+            UNet(UNetConfig.preset("tiny")),
+            folder,
+            plane,
+            slice_shape=plane_slice_shape(plane, (48, 48, 48)),
+        )
+        card_path = folder / f"{plane}.json"
+        card = json.loads(card_path.read_text())
+        card["training"] = {
+            "sources": [p.name for p in trained_on],
+            "source_sha256": {p.name: sha256_file(p) for p in trained_on},
+        }
+        card_path.write_text(json.dumps(card))
+    return folder
+
+
+def test_leave_one_volume_out_guard(tmp_path: Path, capsys) -> None:
+    seen = _phantom_file(tmp_path / "seen.nii.gz", seed=6)
+    unseen = _phantom_file(tmp_path / "unseen.nii.gz", seed=7)
+    weights = _tiny_weights(tmp_path / "weights", [seen])
+    base = ["--methods", "bida", "dccubic", "--weights", str(weights), "--scales", "5"]
+    base += ["--steps", "1", "--device", "cpu", "--no-cdsc", "--no-progress"]
+    # refused before any work, one line naming the file
+    assert main([str(seen), str(unseen), str(tmp_path / "o1"), *base]) == 64
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(seen) in err[0] and "not held out" in err[0]
+    assert not (tmp_path / "o1" / "results.csv").exists()
+    # scored but flagged on request
+    out = tmp_path / "o2"
+    assert main([str(seen), str(unseen), str(out), *base, "--allow-training-volumes"]) == 0
+    df = pd.read_csv(out / "results.csv").set_index(["volume", "method"])
+    assert not df.loc[("seen", "bida"), "held_out"] and df.loc[("unseen", "bida"), "held_out"]
+    assert df.loc[("seen", "dccubic"), "held_out"]  # nothing learned: always held out
+    assert "seen trained the BiDA priors" in (out / "summary.html").read_text()
 
 
 def test_bida_self_fits_a_prior_per_volume_and_needs_no_weights(tmp_path: Path) -> None:

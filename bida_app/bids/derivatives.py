@@ -26,6 +26,21 @@ ENTITY_ORDER = (
     ("chunk", "chunk"),
 )
 BIDSIGNORE = ("*.html", "figures/", "logs/", "work/", "group_*.tsv")
+#: ``desc-`` of the N4 field on the output grid, and suffixes of a method's companion images
+#: (``desc-<method>Std``, ``desc-<method>Biascorr``): not results of their own.
+BIAS_DESC = "biasfield"
+COMPANION_SUFFIXES = ("Std", "Biascorr")
+
+
+def is_companion(desc: str) -> bool:
+    """Whether a ``desc-`` label names a companion image rather than a method's result.
+
+    Examples
+    --------
+    >>> is_companion("dccubic"), is_companion("bidaStd"), is_companion("biasfield")
+    (False, True, True)
+    """
+    return desc == BIAS_DESC or desc.endswith(COMPANION_SUFFIXES)
 
 
 def derivative_path(

@@ -9,7 +9,7 @@ import numpy as np
 
 from .. import __version__
 from ..utils.io import write_json, write_nifti
-from .derivatives import derivative_path
+from .derivatives import BIAS_DESC, derivative_path
 
 #: Options of the run recorded in every sidecar.
 RECORDED_OPTIONS = ("seed", "header_scale", "anisotropy_threshold", "target_resolution", "device")
@@ -73,10 +73,14 @@ def write_derivative(
     sidecar: dict,
     *,
     std_img: nib.Nifti1Image | None = None,
+    corrected_img: nib.Nifti1Image | None = None,
+    bias_img: nib.Nifti1Image | None = None,
 ) -> dict[str, Path]:
-    """Write ``desc-<method>_T2w.nii.gz`` (+ ``desc-<method>Std``) and the JSON sidecar.
+    """Write ``desc-<method>_T2w.nii.gz``, its companions and the JSON sidecars.
 
-    The sidecar is written last: its presence marks a finished run.
+    Companions: ``desc-<method>Std`` (posterior SD), ``desc-<method>Biascorr`` (the result
+    before the N4 field was put back) and ``desc-biasfield`` (that field on the output grid).
+    The main sidecar is written last: its presence marks a finished run.
     """
     image = derivative_path(out_dir, entities, method)
     paths = {"image": image}
@@ -85,23 +89,35 @@ def write_derivative(
         round(float(z), 6) for z in np.sqrt((img.affine[:3, :3] ** 2).sum(axis=0))
     ]
     write_nifti(_float32(img), image)
-    if std_img is not None:
-        std = derivative_path(out_dir, entities, f"{method}Std")
-        write_nifti(_float32(std_img), std)
+    raw = meta["Sources"][0]
+    main = str(image.relative_to(out_dir))
+    companions = (
+        ("std", std_img, f"{method}Std", STD_DESCRIPTION, [raw, main]),
+        ("corrected", corrected_img, f"{method}Biascorr", CORRECTED_DESCRIPTION, [raw]),
+        ("bias", bias_img, BIAS_DESC, BIAS_DESCRIPTION, [raw]),
+    )
+    for key, extra, desc, text, sources in companions:
+        if extra is None:
+            continue
+        path = derivative_path(out_dir, entities, desc)
+        write_nifti(_float32(extra), path)
         write_json(
-            _json_of(std),
-            {
-                "Description": "Voxel-wise standard deviation of the posterior samples",
-                "Sources": [
-                    f"bids:raw:{meta['Sources'][0][len('bids:raw:') :]}",
-                    str(image.relative_to(out_dir)),
-                ],
-                "SkullStripped": False,
-            },
+            _json_of(path),
+            {"Description": text, "Sources": sources, "SkullStripped": False, "Method": method},
         )
-        paths["std"] = std
+        paths[key] = path
+    if corrected_img is not None:
+        meta["BiasCorrectedCompanion"] = str(paths["corrected"].relative_to(out_dir))
     paths["sidecar"] = write_json(_json_of(image), meta)
     return paths
+
+
+STD_DESCRIPTION = "Voxel-wise standard deviation of the posterior samples"
+CORRECTED_DESCRIPTION = (
+    "Super-resolved image in the N4 bias-corrected intensity space (before the bias field "
+    "was put back); not data-consistent with the acquired slices"
+)
+BIAS_DESCRIPTION = "N4 multiplicative bias field resampled onto the output grid"
 
 
 def sidecar_path(image: Path) -> Path:

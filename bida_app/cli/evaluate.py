@@ -15,14 +15,21 @@ LOGGER = logging.getLogger("bida")
 
 EPILOG = """\
 examples:
-  bida evaluate mouse_T2w.nii.gz eval/ --methods cubic --species mouse
-  bida evaluate /data/bids eval/ --methods cubic bida --weights models/ --scales 2.5 5
-  bida demo-data /tmp/demo && bida evaluate /tmp/demo eval/ --methods cubic
+  bida evaluate mouse_T2w.nii.gz eval/ --methods cubic dccubic --species mouse
+  bida evaluate /data/bids eval/ --methods dccubic bida --weights models/ --scales 2.5 5
+  bida evaluate mouse_T2w.nii.gz eval-mismatch/ --profile slr --recon-profile gaussian
+  bida demo-data /tmp/demo && bida evaluate /tmp/demo eval/ --methods cubic dccubic
 
-outputs: results.csv/.json (volume, scale, method, psnr, ssim, cdsc, residual, seconds),
-stats.csv (paired two-sided Wilcoxon tests, alpha 0.001), figures/*.png, summary.html,
-volumes/ (LR, SR and masks). Rerunning into the same OUT_DIR resumes: rows already in
-results.csv are skipped.
+Each method runs as 'bida participant' runs it: N4 on the slices, the method, the field put
+back, the projection onto the acquired slices (data-consistent methods); --no-n4 skips N4.
+A BiDA prior is scored only on volumes it was not trained on (leave-one-volume-out, from
+the model cards' SHA-256 record) unless --allow-training-volumes flags them.
+
+outputs: results.csv/.json (volume, scale, method, psnr, psnr_interior, ssim, ssim_interior,
+cdsc, residual, seconds, held_out, HR-mask quality), baseline.csv (every method minus the
+data-consistent baseline dccubic, paired Wilcoxon per scale), stats.csv (all pairs, alpha
+0.001), figures/*.png, summary.html, volumes/ (LR, SR and masks). Rerunning into the same
+OUT_DIR resumes: rows already in results.csv are skipped.
 """
 
 
@@ -77,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
         nargs="+",
         choices=METHODS,
         default=list(DEFAULT_METHODS),
-        help="methods to score (default: cubic bida eclare; eclare is skipped when "
+        help="methods to score (default: cubic dccubic bida eclare; eclare is skipped when "
         "'run-eclare' is not on PATH; bida-self fits a scan-adaptive prior per volume and "
         "scale)",
     )
@@ -112,10 +119,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--eta", type=float, default=0.0, help="BiDA DDIM stochasticity (default: 0)")
     p.add_argument(
+        "--recon-profile",
         "--bida-profile",
+        dest="recon_profile",
         choices=PROFILE_KINDS,
         default="gaussian",
-        help="slice profile of BiDA's forward model A (default: gaussian, as in the paper)",
+        help="slice profile of the forward model A that dccubic, BiDA and the final "
+        "projection assume (default: gaussian); differs from --profile to measure a "
+        "profile mismatch",
+    )
+    p.add_argument(
+        "--no-n4",
+        action="store_true",
+        help="feed the simulated slices to the methods without the pipeline's N4",
+    )
+    p.add_argument(
+        "--interior-mm",
+        type=float,
+        default=1.0,
+        metavar="MM",
+        help="erosion of the HR head mask that defines the interior scores (default: 1)",
+    )
+    p.add_argument(
+        "--allow-training-volumes",
+        action="store_true",
+        help="score BiDA on volumes its priors were trained on (rows flagged not held out)",
     )
     p.add_argument(
         "--null-shrinkage",
@@ -188,7 +216,10 @@ def main(argv: list[str] | None = None) -> int:
             n_samples=args.n_samples,
             eta=args.eta,
             null_shrinkage=args.null_shrinkage,
-            bida_profile=args.bida_profile,
+            recon_profile=args.recon_profile,
+            n4=not args.no_n4,
+            interior_mm=args.interior_mm,
+            allow_training_volumes=args.allow_training_volumes,
             self_prior_steps=args.self_prior_steps,
             device=device,
             seed=args.seed,

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
+from ..config import DEFAULT_METHOD, METHODS
 from ..device import available_cpus, check_device_spec
 from ..errors import BidaError, ExitCode
 
@@ -113,9 +114,11 @@ def build_parser() -> BidaArgumentParser:
     g = p.add_argument_group("super-resolution")
     g.add_argument(
         "--method",
-        choices=["cubic", "bida"],
-        default="cubic",
-        help="cubic B-spline interpolation (baseline) or BiDA diffusion SR",
+        choices=list(METHODS),
+        default=DEFAULT_METHOD,
+        help="dccubic: cubic B-spline, then the exact projection onto the acquired slices "
+        "(data-consistent baseline, default); cubic: plain cubic B-spline; bida: BiDA "
+        "diffusion SR",
     )
     g.add_argument(
         "--target_resolution",

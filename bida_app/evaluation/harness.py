@@ -3,47 +3,29 @@
 The paper's experiment, for any isotropic T2w data: every HR volume is degraded to thick
 slices at each scale ``s`` (slice thickness = spacing = ``s`` × HR voxel, along one world
 axis, A-P by default, with the SLR slice profile), each method super-resolves the slices
-back to the HR voxel size, and the result is scored against the HR volume:
+back to the HR voxel size *as the participant pipeline does* (N4, the method, the field put
+back, the projection onto the acquired slices: :mod:`~bida_app.evaluation.runners`), and the
+result is scored against the HR volume (:mod:`~bida_app.evaluation.scoring`): PSNR/SSIM over
+the whole field and over the interior (head mask eroded by 1 mm), the data-consistency
+residual, cDSC (with the skull-strip network's own quality on the HR volume recorded beside
+it), and the method's wall time. Every method is also reported against the data-consistent
+baseline (``dccubic``): paired differences and Wilcoxon tests per scale (``baseline.csv``).
 
-* **PSNR** and **SSIM** over the brain field of view: the reference's zero padding is
-  cropped away first (:func:`~bida_app.evaluation.metrics.crop_to_foreground`), as the
-  paper does for its mice;
-* **residual**: the data-consistency residual ``‖A(SR) − LR‖ / ‖LR‖`` with the operator
-  that simulated the slices;
-* **cDSC**: Dice of the skull-strip mask of SR against that of HR (rodent U-Net of
-  ``--species``; the HR mask is computed once per volume and cached);
-* **seconds**: wall time of the method alone.
-
-Grids. The HR volume is trimmed (centred) along the through-plane axis to a whole number
-of thick slices when that costs at most ``2 s`` voxels (e.g. 67 → 65 voxels for 2.5× and
-5× on a 200 µm grid), so the slices tile it exactly and every method's output lands on the
-HR grid voxel for voxel. Otherwise the last partial slice is dropped, outputs are resampled
-onto the HR grid (cubic B-spline, through the shared world coordinates) and scores are
-taken over the span of the slices only.
+Leave-one-volume-out: a BiDA prior is scored only on volumes it was not trained on
+(:mod:`~bida_app.evaluation.heldout`).
 
 Resuming. LR and SR volumes, masks and the table live under ``OUT_DIR``; each row of
 ``results.csv`` is written as soon as it is scored, and a rerun skips every
 (volume, scale, method) already in the table. ``run.json`` records the settings; a rerun with
-settings that change the scores (profile, axis, species, recipe, steps, seed, weights) is
-refused.
-
-ECLARE (Remedios et al.) is run as an external program when ``run-eclare`` is on ``PATH``,
-with the call documented in its README (``pip install eclare``)::
-
-    run-eclare --in-fpath LR.nii.gz --out-dir DIR [--gpu-id N]
-
-which writes ``DIR/<LR stem>_eclare.nii.gz``; slice thickness and profile are left to
-ECLARE's own estimate (thickness = spacing here, its default assumption).
+settings that change the scores (profiles, axis, species, recipe, steps, seed, weights, N4,
+interior) is refused.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -59,189 +41,57 @@ from .. import __version__
 from ..errors import BadDataError, BidaError, ExitCode
 from ..physics.geometry import voxel_axis
 from ..physics.operator import SliceOperator
-from ..physics.simulate import ISOTROPY_RTOL, simulate_lr
+from ..physics.simulate import simulate_lr
+from ..preprocess.orient import voxel_sizes
 from ..utils.io import atomic_path, write_json, write_nifti
-from .metrics import consistency_residual, crop_to_foreground, dice, psnr, ssim
+from .inputs import (
+    HRVolume,
+    find_volumes,
+    is_isotropic,
+    slab_box,
+    slice_tiling,
+    to_hr_grid,
+    trim_axis,
+)
+from .runners import check_methods, eclare_command, run_pipeline
+from .scoring import erode_mm, head_mask, mask_quality, score_volume
+from .settings import (
+    BASELINE,
+    BIDA_METHODS,
+    COLUMNS,
+    DEFAULT_METHODS,
+    EXTRA_COLUMNS,
+    FINGERPRINT,
+    METHODS,
+    WORLD_AXIS_INDEX,
+    EvalSettings,
+)
+
+__all__ = [
+    "BASELINE",
+    "BIDA_METHODS",
+    "COLUMNS",
+    "DEFAULT_METHODS",
+    "EXTRA_COLUMNS",
+    "FINGERPRINT",
+    "METHODS",
+    "WORLD_AXIS_INDEX",
+    "EvalSettings",
+    "Evaluation",
+    "EvaluationResult",
+    "HRVolume",
+    "eclare_command",
+    "find_volumes",
+    "is_isotropic",
+    "run_evaluation",
+    "score_volume",
+    "slice_tiling",
+    "trim_axis",
+]
 
 LOGGER = logging.getLogger(__name__)
-
-COLUMNS: tuple[str, ...] = (
-    "volume",
-    "scale",
-    "method",
-    "psnr",
-    "ssim",
-    "cdsc",
-    "residual",
-    "seconds",
-)
-"""Columns of ``results.csv``, in order; the extras of :data:`EXTRA_COLUMNS` follow."""
-EXTRA_COLUMNS: tuple[str, ...] = (
-    "thickness_mm",
-    "n_lr",
-    "hr_slices",
-    "skullstrip",
-    "hr_file",
-    "sr_file",
-)
-METHODS: tuple[str, ...] = ("cubic", "bida", "bida-self", "eclare")
-#: Methods that run BiDA (with the shipped/--weights priors, or ``--prior self``).
-BIDA_METHODS = ("bida", "bida-self")
-#: Methods scored when none are named (``bida-self`` trains per volume and scale: opt in).
-DEFAULT_METHODS: tuple[str, ...] = ("cubic", "bida", "eclare")
-ECLARE_EXE = "run-eclare"
 RESULTS, RESULTS_JSON, STATS, RUN_JSON = "results.csv", "results.json", "stats.csv", "run.json"
-WORLD_AXES = {"LR": 0, "AP": 1, "SI": 2}
-#: Settings that change the scores: a rerun into the same OUT_DIR must keep them.
-FINGERPRINT: tuple[str, ...] = (
-    "profile",
-    "tbw",
-    "axis",
-    "species",
-    "skullstrip",
-    "cdsc",
-    "steps",
-    "seed",
-    "weights",
-    "n_samples",
-    "eta",
-    "null_shrinkage",
-    "bida_profile",
-    "self_prior_steps",
-)
-
-
-# ----------------------------------------------------------------------------- settings
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """What ``bida evaluate`` does.
-
-    Attributes
-    ----------
-    scales : tuple of float
-        Super-resolution factors; slice thickness = spacing = scale × HR voxel size.
-    methods : tuple of str
-        Among :data:`METHODS`.
-    profile : str
-        Slice profile of the simulation (``"slr"``, ``"gaussian"``, ``"boxcar"``).
-    tbw : float
-        Time-bandwidth product of the SLR pulse.
-    axis : str
-        World through-plane axis (``"LR"``, ``"AP"``, ``"SI"``).
-    species : str
-        Skull-strip network for cDSC (``"rat"`` or ``"mouse"``).
-    weights : str or None
-        BiDA plane-model folder (default: the shipped weights).
-    steps : int
-        BiDA sampling steps.
-    n_samples : int
-        BiDA posterior samples averaged (K).
-    eta : float
-        BiDA DDIM stochasticity (0: deterministic).
-    null_shrinkage : bool
-        Shrink BiDA's null-space detail where the K samples disagree.
-    bida_profile : str
-        Slice profile of BiDA's forward model A (``"gaussian"`` as in the paper).
-    self_prior_steps : int or None
-        Training steps per plane of ``bida-self`` (default: the CPU/GPU budget).
-    device : str
-        ``"auto"``, ``"cpu"`` or ``"cuda"`` (BiDA, the skull-strip network, ECLARE's GPU).
-    seed : int
-        BiDA random seed.
-    skullstrip_stride : int or None
-        Patch stride overriding the published recipe (quick, non-published mode).
-    skullstrip_slices : int or None
-        Skull-strip only this many evenly spaced slices (quick, non-published mode).
-    skullstrip_weights : str or None
-        Folder of the converted skull-strip network (default: the fetched one).
-    cdsc : bool
-        Compute cDSC at all.
-    eclare_exe : str
-        Name or path of the ECLARE executable.
-    """
-
-    scales: tuple[float, ...] = (2.5, 5.0)
-    methods: tuple[str, ...] = DEFAULT_METHODS
-    profile: str = "slr"
-    tbw: float = 16.0
-    axis: str = "AP"
-    species: str = "rat"
-    weights: str | None = None
-    steps: int = 16
-    n_samples: int = 1
-    eta: float = 0.0
-    null_shrinkage: bool = False
-    bida_profile: str = "gaussian"
-    self_prior_steps: int | None = None
-    device: str = "auto"
-    seed: int = 0
-    skullstrip_stride: int | None = None
-    skullstrip_slices: int | None = None
-    skullstrip_weights: str | None = None
-    cdsc: bool = True
-    eclare_exe: str = ECLARE_EXE
-
-    def __post_init__(self) -> None:
-        bad = [m for m in self.methods if m not in METHODS]
-        if bad:
-            raise BidaError(
-                f"unknown method(s) {bad}; choose from {list(METHODS)}", ExitCode.USAGE
-            )
-        if not self.scales or any(not (s >= 1.0 and math.isfinite(s)) for s in self.scales):
-            raise BidaError(f"scales must be >= 1, got {list(self.scales)}", ExitCode.USAGE)
-        if self.axis not in WORLD_AXES:
-            raise BidaError(f"axis must be one of {list(WORLD_AXES)}", ExitCode.USAGE)
-
-    @property
-    def quick_skullstrip(self) -> bool:
-        """True when the skull-strip does not follow the published recipe."""
-        return self.skullstrip_stride is not None or self.skullstrip_slices is not None
-
-    @property
-    def skullstrip_label(self) -> str:
-        """How cDSC masks are made, for tables and figures."""
-        if not self.cdsc:
-            return "none"
-        if not self.quick_skullstrip:
-            return f"{self.species} (published recipe)"
-        parts = []
-        if self.skullstrip_stride is not None:
-            parts.append(f"stride {self.skullstrip_stride}")
-        if self.skullstrip_slices is not None:
-            parts.append(f"{self.skullstrip_slices} slices")
-        return f"{self.species} quick ({', '.join(parts)}; not the published recipe)"
-
-    def fingerprint(self) -> dict[str, Any]:
-        """The settings a resumed run must share with the first one."""
-        uses_bida = bool(set(self.methods) & set(BIDA_METHODS))
-        values = {
-            "profile": self.profile,
-            "tbw": self.tbw if self.profile == "slr" else None,
-            "axis": self.axis,
-            "species": self.species if self.cdsc else None,
-            "skullstrip": self.skullstrip_label,
-            "cdsc": self.cdsc,
-            "steps": self.steps if uses_bida else None,
-            "seed": self.seed if uses_bida else None,
-            "weights": str(Path(self.weights).resolve()) if self.weights else None,
-            "n_samples": self.n_samples if uses_bida else None,
-            "eta": self.eta if uses_bida else None,
-            "null_shrinkage": self.null_shrinkage if uses_bida else None,
-            "bida_profile": self.bida_profile if uses_bida else None,
-            "self_prior_steps": self.self_prior_steps if "bida-self" in self.methods else None,
-        }
-        return {k: values[k] for k in FINGERPRINT}
-
-
-@dataclass(frozen=True)
-class HRVolume:
-    """One isotropic input volume."""
-
-    name: str
-    path: Path
-    source: str
+BASELINE_CSV = "baseline.csv"
 
 
 @dataclass
@@ -255,373 +105,6 @@ class EvaluationResult:
     computed: list[tuple[str, float, str]] = field(default_factory=list)
     skipped: list[tuple[str, float, str]] = field(default_factory=list)
     failed: list[tuple[str, float, str, str]] = field(default_factory=list)
-
-
-# ----------------------------------------------------------------------------- inputs
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for ext in (".nii.gz", ".nii"):
-        if name.endswith(ext):
-            return name[: -len(ext)]
-    return path.stem
-
-
-def _zooms(affine: np.ndarray) -> np.ndarray:
-    return np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))
-
-
-def is_isotropic(path: Path) -> bool:
-    """Whether a NIfTI file's voxels are isotropic (header only; bad files exit 65)."""
-    try:
-        img = nib.load(str(path))
-    except Exception as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BadDataError(f"{path}: cannot read NIfTI header ({reason})") from exc
-    if len(img.shape) not in (3, 4) or (len(img.shape) == 4 and img.shape[3] != 1):
-        LOGGER.info("skipping %s: not a 3D volume (shape %s)", path.name, img.shape)
-        return False
-    zooms = _zooms(img.affine)
-    if np.allclose(zooms, zooms[0], rtol=ISOTROPY_RTOL):
-        return True
-    LOGGER.info("skipping %s: not isotropic (%s mm)", path.name, np.round(zooms, 4))
-    return False
-
-
-def _bids_runs(root: Path) -> list[tuple[Path, str]]:
-    """T2w NIfTI runs of a BIDS dataset (pybids) and the demo dataset's phantom truths."""
-    from bids import BIDSLayout
-
-    try:
-        layout = BIDSLayout(str(root), validate=False)
-    except Exception as exc:
-        raise BidaError(f"{root}: not a BIDS dataset ({exc})", ExitCode.BIDS_INVALID) from exc
-    runs = [
-        (Path(f.path), "bids") for f in layout.get(suffix="T2w", extension=[".nii", ".nii.gz"])
-    ]
-    truth = root / "derivatives" / "phantom"
-    runs += [(p, "demo-truth") for p in sorted(truth.rglob("*desc-truth_T2w.nii*"))]
-    return runs
-
-
-def find_volumes(inputs: Sequence[str | os.PathLike[str]]) -> list[HRVolume]:
-    """Isotropic HR volumes named by the command line.
-
-    Parameters
-    ----------
-    inputs : sequence of path
-        NIfTI files, or one BIDS dataset (every isotropic T2w run; for the demo dataset
-        also its ``derivatives/phantom/*desc-truth_T2w`` volumes).
-
-    Returns
-    -------
-    list of HRVolume
-        Unique names (file stems, suffixed ``-2``, ``-3`` … on collisions).
-
-    Raises
-    ------
-    BidaError
-        A missing input (66), a directory that is not BIDS (16), no isotropic volume (18).
-    BadDataError
-        An unreadable NIfTI file (65).
-    """
-    candidates: list[tuple[Path, str]] = []
-    for raw in inputs:
-        path = Path(raw)
-        if not path.exists():
-            raise BidaError(f"{path}: no such file or directory", ExitCode.MISSING_INPUT)
-        if path.is_dir():
-            if not (path / "dataset_description.json").is_file():
-                raise BidaError(
-                    f"{path}: not a BIDS dataset (no dataset_description.json); pass NIfTI "
-                    "files or a BIDS folder",
-                    ExitCode.BIDS_INVALID,
-                )
-            candidates += _bids_runs(path.resolve())
-        else:
-            candidates.append((path.resolve(), "nifti"))
-    volumes: list[HRVolume] = []
-    seen: dict[str, int] = {}
-    for path, source in dict.fromkeys(candidates):
-        if not is_isotropic(path):
-            continue
-        name = _stem(path)
-        seen[name] = seen.get(name, 0) + 1
-        if seen[name] > 1:
-            name = f"{name}-{seen[name]}"
-        volumes.append(HRVolume(name, path, source))
-    if not volumes:
-        where = ", ".join(str(p) for p in inputs)
-        raise BidaError(f"no isotropic T2w volume found in {where}", ExitCode.NO_DATA)
-    return volumes
-
-
-# ----------------------------------------------------------------------------- geometry
-
-
-def slice_tiling(n_hr: int, factor: float, max_trim: int | None = None) -> tuple[int, int, bool]:
-    """Centred HR span that a whole number of ``factor``-voxel slices tiles exactly.
-
-    Parameters
-    ----------
-    n_hr : int
-        HR voxels along the through-plane axis.
-    factor : float
-        Slice spacing in HR voxels (the scale).
-    max_trim : int, optional
-        Most voxels that may be trimmed (default ``ceil(2 * factor)``).
-
-    Returns
-    -------
-    start, n : int
-        First HR voxel and number of voxels kept.
-    exact : bool
-        False when no such span exists within ``max_trim``: then ``(0, n_hr)`` is returned
-        and the slices cover ``floor(n_hr / factor) * factor`` voxels only.
-
-    Examples
-    --------
-    >>> slice_tiling(67, 2.5), slice_tiling(67, 5.0), slice_tiling(60, 2.5)
-    ((1, 65, True), (1, 65, True), (0, 60, True))
-    >>> slice_tiling(56, 3.3)
-    (0, 56, False)
-    """
-    max_trim = int(math.ceil(2 * factor)) if max_trim is None else max_trim
-    n_lr = int(math.floor(n_hr / factor * (1 + 1e-9)))
-    while n_lr >= 1:
-        n = n_lr * factor
-        if abs(n - round(n)) < 1e-6 and n_hr - round(n) <= max_trim:
-            n = int(round(n))
-            return (n_hr - n) // 2, n, True
-        if n_hr - n > max_trim:
-            break
-        n_lr -= 1
-    return 0, n_hr, False
-
-
-def trim_axis(img: nib.Nifti1Image, axis: int, start: int, n: int) -> nib.Nifti1Image:
-    """Voxels ``start:start+n`` of ``img`` along ``axis``, with the affine moved to match."""
-    if start == 0 and n == img.shape[axis]:
-        return img
-    index = [slice(None)] * 3
-    index[axis] = slice(start, start + n)
-    data = np.asarray(img.dataobj, dtype=np.float32)[tuple(index)]
-    affine = img.affine.copy()
-    affine[:3, 3] = img.affine[:3, :3] @ np.eye(3)[axis] * start + img.affine[:3, 3]
-    out = nib.Nifti1Image(data, affine, header=img.header)
-    out.set_sform(affine, code=1)
-    out.set_qform(affine, code=1)
-    return out
-
-
-def slab_box(op: SliceOperator, n_hr: int, axis: int) -> tuple[slice, ...]:
-    """HR voxels (box along ``axis``) whose centres lie inside the span of the slices."""
-    centres = np.asarray(op.lr_centres, dtype=np.float64)
-    half = float(np.median(np.diff(centres))) / 2.0 if len(centres) > 1 else n_hr / 2.0
-    lo = max(0, int(math.ceil(centres[0] - half - 1e-6)))
-    hi = min(n_hr - 1, int(math.floor(centres[-1] + half + 1e-6)))
-    box = [slice(None)] * 3
-    box[axis] = slice(lo, hi + 1)
-    return tuple(box)
-
-
-def to_hr_grid(sr_img: nib.spatialimages.SpatialImage, hr_img: nib.Nifti1Image) -> np.ndarray:
-    """SR data on the HR grid: as is when the grids agree, else cubic B-spline resampling."""
-    from ..preprocess.resample import resample_to_grid
-
-    data = np.asarray(sr_img.dataobj, dtype=np.float64)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise BadDataError(f"super-resolved output has shape {data.shape}, expected 3D")
-    if data.shape == hr_img.shape and np.allclose(sr_img.affine, hr_img.affine, atol=1e-4):
-        return data
-    LOGGER.debug("resampling output %s onto the HR grid %s", data.shape, hr_img.shape)
-    return resample_to_grid(data, sr_img.affine, hr_img.affine, hr_img.shape, order=3)
-
-
-# ----------------------------------------------------------------------------- scoring
-
-
-def score_volume(
-    sr: np.ndarray,
-    hr: np.ndarray,
-    *,
-    lr: np.ndarray | None = None,
-    operator: SliceOperator | None = None,
-    box: tuple[slice, ...] | None = None,
-    sr_mask: np.ndarray | None = None,
-    hr_mask: np.ndarray | None = None,
-) -> dict[str, float]:
-    """PSNR, SSIM, residual and cDSC of an SR volume on the HR grid.
-
-    Parameters
-    ----------
-    sr, hr : ndarray
-        Super-resolved and reference volumes (same grid).
-    lr, operator : ndarray and SliceOperator, optional
-        Thick slices and the operator that made them, for the residual (NaN without).
-    box : tuple of slice, optional
-        Region scored (the slices' span); PSNR/SSIM further crop ``hr``'s zero padding.
-    sr_mask, hr_mask : ndarray, optional
-        Skull-strip masks for cDSC (NaN without).
-
-    Returns
-    -------
-    dict
-        ``psnr`` (dB; ``inf`` for identical volumes), ``ssim``, ``cdsc``, ``residual``.
-
-    Examples
-    --------
-    >>> hr = np.pad(np.random.default_rng(0).random((6, 6, 6)) + 1, 2)
-    >>> s = score_volume(hr, hr, sr_mask=hr > 0, hr_mask=hr > 0)
-    >>> s["psnr"], s["ssim"], s["cdsc"]
-    (inf, 1.0, 1.0)
-    """
-    sr, hr = np.asarray(sr, np.float64), np.asarray(hr, np.float64)
-    if sr.shape != hr.shape:
-        raise ValueError(f"SR {sr.shape} and HR {hr.shape} are not on the same grid")
-    box = box or (slice(None),) * hr.ndim
-    x, ref = crop_to_foreground(sr[box], hr[box])
-    out = {"psnr": psnr(x, ref), "ssim": ssim(x, ref), "cdsc": math.nan, "residual": math.nan}
-    if lr is not None and operator is not None:
-        out["residual"] = consistency_residual(sr, lr, operator)
-    if sr_mask is not None and hr_mask is not None:
-        out["cdsc"] = dice(np.asarray(sr_mask)[box], np.asarray(hr_mask)[box])
-    return out
-
-
-# ----------------------------------------------------------------------------- methods
-
-
-def eclare_command(exe: str, lr_path: Path, out_dir: Path, gpu_id: int | None = None) -> list[str]:
-    """Command line of ECLARE for one LR volume (see the module docstring).
-
-    Examples
-    --------
-    >>> eclare_command("run-eclare", Path("lr.nii.gz"), Path("out"), 0)
-    ['run-eclare', '--in-fpath', 'lr.nii.gz', '--out-dir', 'out', '--gpu-id', '0']
-    """
-    cmd = [exe, "--in-fpath", str(lr_path), "--out-dir", str(out_dir)]
-    if gpu_id is not None:
-        cmd += ["--gpu-id", str(gpu_id)]
-    return cmd
-
-
-def _gpu_id(device: str) -> int | None:
-    from ..device import resolve_device
-
-    dev = resolve_device(device)
-    return (dev.index or 0) if dev.type == "cuda" else None
-
-
-def run_eclare(lr_path: Path, work_dir: Path, settings: EvalSettings) -> nib.Nifti1Image:
-    """Call ECLARE on ``lr_path``; return its output image (exit code and output checked)."""
-    exe = shutil.which(settings.eclare_exe)
-    if exe is None:
-        raise BidaError(f"{settings.eclare_exe}: not found on PATH", ExitCode.MISSING_INPUT)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    cmd = eclare_command(exe, lr_path, work_dir, _gpu_id(settings.device))
-    LOGGER.debug("running %s", " ".join(cmd))
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    (work_dir / "eclare.log").write_text(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        lines = [ln for ln in (proc.stderr or proc.stdout).splitlines() if ln.strip()]
-        last = lines[-1] if lines else ""
-        raise BidaError(
-            f"{settings.eclare_exe} exited with {proc.returncode}: {last} "
-            f"(full output in {work_dir / 'eclare.log'})",
-            ExitCode.FAILURE,
-        )
-    expected = work_dir / f"{_stem(lr_path)}_eclare.nii.gz"
-    found = [expected] if expected.is_file() else sorted(work_dir.glob("*eclare*.nii*"))
-    if not found:
-        raise BidaError(
-            f"{settings.eclare_exe} wrote no *_eclare.nii.gz into {work_dir}", ExitCode.FAILURE
-        )
-    try:
-        return nib.load(str(found[0]))
-    except Exception as exc:
-        raise BadDataError(f"{found[0]}: cannot read ECLARE output ({exc})") from exc
-
-
-def run_method(
-    method: str,
-    lr_img: nib.Nifti1Image,
-    lr_path: Path,
-    axis: int,
-    thickness_mm: float,
-    hr_mm: float,
-    work_dir: Path,
-    settings: EvalSettings,
-) -> nib.spatialimages.SpatialImage:
-    """Super-resolve ``lr_img`` along voxel ``axis`` to ``hr_mm`` with one method."""
-    if method == "cubic":
-        from ..methods.cubic import cubic_super_resolve
-
-        return cubic_super_resolve(lr_img, axis, thickness_mm, hr_mm)[0]
-    if method in BIDA_METHODS:
-        from ..device import resolve_device
-        from ..methods.bida import bida_super_resolve_image
-
-        return bida_super_resolve_image(
-            lr_img,
-            through_axis=axis,
-            thickness_mm=thickness_mm,
-            target_mm=hr_mm,
-            weights_dir=settings.weights,
-            prior="self" if method == "bida-self" else "pretrained",
-            self_prior_steps=settings.self_prior_steps,
-            steps=settings.steps,
-            n_samples=settings.n_samples,
-            eta=settings.eta,
-            null_shrinkage=settings.null_shrinkage,
-            slice_profile=settings.bida_profile,
-            seed=settings.seed,
-            device=resolve_device(settings.device),
-            progress=False,
-        ).image
-    if method == "eclare":
-        return run_eclare(lr_path, work_dir / "eclare", settings)
-    raise BidaError(f"unknown method {method!r}", ExitCode.USAGE)
-
-
-def check_methods(settings: EvalSettings) -> tuple[list[str], list[str]]:
-    """Methods that can run, and notes on those that cannot (ECLARE not installed).
-
-    BiDA weights are loaded here, so a missing or corrupt weights folder stops the run
-    before any work (exit 66/65).
-    """
-    runnable, notes = [], []
-    for method in dict.fromkeys(settings.methods):
-        if method == "eclare" and shutil.which(settings.eclare_exe) is None:
-            msg = (
-                f"eclare skipped: no '{settings.eclare_exe}' executable on PATH "
-                "(pip install eclare, see https://github.com/sremedios/eclare)"
-            )
-            LOGGER.warning("%s", msg)
-            notes.append(msg)
-            continue
-        if method == "bida":
-            from ..device import resolve_device
-            from ..methods.bida import PLANES_FOR_AXIS, get_plane_models
-
-            try:
-                get_plane_models(
-                    settings.weights,
-                    PLANES_FOR_AXIS[WORLD_AXES[settings.axis]],
-                    resolve_device(settings.device),
-                )
-            except BidaError as exc:
-                raise BidaError(
-                    f"{exc} (or leave bida out: --methods cubic eclare)", exc.code
-                ) from exc
-        runnable.append(method)
-    return runnable, notes
-
-
-# ----------------------------------------------------------------------------- run
 
 
 def scale_label(scale: float) -> str:
@@ -661,6 +144,7 @@ class Evaluation:
         self.notes: list[str] = []
         self._stripper: Any = None
         self._recipe: Any = None
+        self._held_out: dict[str, bool] = {}
         self.results = self._load_results()
         self._fingerprint = settings.fingerprint()
 
@@ -786,6 +270,60 @@ class Evaluation:
         write_nifti(nib.Nifti1Image(mask, hr_img.affine), path)
         return mask
 
+    def hr_mask_quality(
+        self, vol: HRVolume, mask: np.ndarray, ax: int, start: int, n: int
+    ) -> dict[str, Any]:
+        """How plausible the network's HR mask is (and its Dice against a reference mask
+        stored beside the volume); a warning and a note when it looks wrong, so that a cDSC
+        from a network off its domain is not read as a result."""
+        ref = None
+        if vol.reference_mask is not None:
+            from ..utils.nifti import load_volume
+
+            full = load_volume(vol.reference_mask)
+            ref = np.asarray(trim_axis(full, ax, start, n).dataobj) > 0
+            if ref.shape != mask.shape:
+                LOGGER.warning("%s: not on the volume's grid, ignored", vol.reference_mask)
+                ref = None
+        q = mask_quality(mask, ref)
+        if not q["plausible"]:
+            msg = (
+                f"cDSC of {vol.name} is not trustworthy: the {self.settings.species} "
+                f"skull-strip mask of the HR volume {'; '.join(q['problems'])}"
+            )
+            if msg not in self.notes:
+                LOGGER.warning("%s", msg)
+                self.notes.append(msg)
+        return q
+
+    def interior(self, hr: np.ndarray, zooms: np.ndarray, vol_dir: Path, tag: str) -> np.ndarray:
+        """Head mask of the HR volume eroded by ``interior_mm`` (cached on disk)."""
+        mm = self.settings.interior_mm
+        path = vol_dir / f"interior_{tag}_{mm:g}mm.nii.gz"
+        if path.is_file():
+            return np.asanyarray(nib.load(str(path)).dataobj) > 0
+        inner = erode_mm(head_mask(hr, zooms), zooms, mm)
+        write_nifti(nib.Nifti1Image(inner.astype(np.uint8), np.diag([*zooms, 1.0])), path)
+        return inner
+
+    def held_out(self, volumes: Sequence[HRVolume], methods: Sequence[str]) -> dict[str, bool]:
+        """Leave-one-volume-out check of every volume against the priors ``bida`` uses."""
+        held = {v.name: True for v in volumes}
+        if "bida" not in methods:
+            return held
+        from ..models.weights import PLANES_FOR_AXIS
+        from .heldout import check_held_out, shipped_or_given_record
+
+        s = self.settings
+        record = shipped_or_given_record(s.weights, PLANES_FOR_AXIS[WORLD_AXIS_INDEX[s.axis]])
+        for v in volumes:
+            held[v.name] = check_held_out(v, record, s.allow_training_volumes)
+            if not held[v.name]:
+                msg = f"{v.name} trained the BiDA priors: its bida rows are NOT held out"
+                LOGGER.warning("%s", msg)
+                self.notes.append(msg)
+        return held
+
     # ---- the loop ---------------------------------------------------------------------
 
     def run(self, volumes: Sequence[HRVolume]) -> EvaluationResult:
@@ -801,6 +339,7 @@ class Evaluation:
             raise BidaError(f"no method can run ({'; '.join(notes)})", ExitCode.MISSING_INPUT)
         if s.quick_skullstrip and s.cdsc:
             self.notes.append(f"cDSC masks: {s.skullstrip_label}")
+        self._held_out = self.held_out(volumes, methods)
         self.write_run_json(volumes, {"methods_run": methods})
         done = self.done()
         jobs = [(v, sc, m) for v in volumes for sc in s.scales for m in methods]
@@ -841,7 +380,8 @@ class Evaluation:
     ) -> list[tuple[str, bool, str]]:
         s = self.settings
         ax = voxel_axis(hr_full.affine, s.axis)
-        hr_mm = float(_zooms(hr_full.affine)[ax])
+        zooms = voxel_sizes(hr_full.affine)
+        hr_mm = float(zooms[ax])
         thickness = scale * hr_mm
         start, n, exact = slice_tiling(hr_full.shape[ax], scale)
         if not exact:
@@ -885,14 +425,16 @@ class Evaluation:
             tbw=s.tbw,
         )
         box = slab_box(op, hr.shape[ax], ax)
+        inner = self.interior(hr, zooms, vol_dir, f"{start}-{n}")
         hr_mask = self.hr_mask(hr_img, vol_dir, start, n) if s.cdsc else None
+        quality = self.hr_mask_quality(vol, hr_mask, ax, start, n) if s.cdsc else {}
         out = []
         for method in methods:
             label = f"{vol.name} {scale_label(scale)} {method}"
             LOGGER.info("computing %s", label)
             try:
                 t0 = time.perf_counter()
-                sr_img = run_method(method, lr_img, lr_path, ax, thickness, hr_mm, sc_dir, s)
+                sr_img = run_pipeline(method, lr_img, lr_path, ax, thickness, hr_mm, sc_dir, s)
                 seconds = time.perf_counter() - t0
                 sr = to_hr_grid(sr_img, hr_img)
             except BidaError as exc:
@@ -918,7 +460,14 @@ class Evaluation:
                     nib.Nifti1Image(sr_mask, hr_img.affine), sc_dir / f"{method}_mask.nii.gz"
                 )
             scores = score_volume(
-                sr, hr, lr=lr, operator=op, box=box, sr_mask=sr_mask, hr_mask=hr_mask
+                sr,
+                hr,
+                lr=lr,
+                operator=op,
+                box=box,
+                interior=inner,
+                sr_mask=sr_mask,
+                hr_mask=hr_mask,
             )
             row = {
                 "volume": vol.name,
@@ -926,6 +475,9 @@ class Evaluation:
                 "method": method,
                 **scores,
                 "seconds": round(seconds, 3),
+                "held_out": bool(method not in BIDA_METHODS or self._held_out.get(vol.name, True)),
+                "hr_mask_dice_ref": quality.get("dice_ref", float("nan")),
+                "hr_mask_plausible": quality.get("plausible"),
                 "thickness_mm": round(thickness, 6),
                 "n_lr": int(lr_img.shape[ax]),
                 "hr_slices": int(n),
@@ -935,9 +487,10 @@ class Evaluation:
             }
             self.add_row(row)
             LOGGER.info(
-                "%s: PSNR %.2f dB, SSIM %.4f, cDSC %.4f, residual %.2e, %.1f s",
+                "%s: PSNR %.2f dB (interior %.2f), SSIM %.4f, cDSC %.4f, residual %.2e, %.1f s",
                 label,
                 scores["psnr"],
+                scores["psnr_interior"],
                 scores["ssim"],
                 scores["cdsc"],
                 scores["residual"],
@@ -957,19 +510,22 @@ class Evaluation:
     ) -> EvaluationResult:
         """Statistics, figures and the HTML summary from the whole table."""
         from .report import write_report
-        from .stats import ALPHA, wilcoxon_pairs
+        from .stats import ALPHA, against_baseline, wilcoxon_pairs
 
         self.write_table()
         order = [m for m in METHODS if m in set(self.results["method"])]
         stats = wilcoxon_pairs(self.results, methods=order, alpha=ALPHA)
         with atomic_path(self.out_dir / STATS) as tmp:
             stats.to_csv(tmp, index=False)
+        vs_base = against_baseline(self.results, BASELINE, alpha=ALPHA)
+        with atomic_path(self.out_dir / BASELINE_CSV) as tmp:
+            vs_base.to_csv(tmp, index=False)
         if failed:
             self.notes.append(f"{len(failed)} run(s) failed; rerun to retry them")
         self.write_run_json(
             volumes, {"methods_run": list(methods), "failed": [list(f) for f in failed]}
         )
-        write_report(self.out_dir, self.results, stats, self.notes, self.settings)
+        write_report(self.out_dir, self.results, stats, self.notes, self.settings, vs_base)
         return EvaluationResult(
             self.results, stats, self.notes, self.out_dir, computed, skipped, failed
         )

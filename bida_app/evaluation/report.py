@@ -64,7 +64,7 @@ def fmt(value: Any, spec: str = ".4g") -> str:
 
 
 def _method_order(results: pd.DataFrame) -> list[str]:
-    from .harness import METHODS
+    from .settings import METHODS
 
     present = list(dict.fromkeys(results["method"]))
     return [m for m in METHODS if m in present] + [m for m in present if m not in METHODS]
@@ -348,6 +348,17 @@ def plot_slices(
 # ----------------------------------------------------------------------------- HTML
 
 
+SUMMARY_METRICS = (
+    "psnr",
+    "psnr_interior",
+    "ssim",
+    "ssim_interior",
+    "cdsc",
+    "residual",
+    "seconds",
+)
+
+
 def summary_table(results: pd.DataFrame) -> list[dict[str, Any]]:
     """Median of each metric per scale and method, and the number of volumes."""
     rows = []
@@ -355,9 +366,14 @@ def summary_table(results: pd.DataFrame) -> list[dict[str, Any]]:
         return rows
     for (scale, method), group in results.groupby(["scale", "method"], sort=True):
         row = {"scale": float(scale), "method": method, "n": len(group)}
-        for metric in ("psnr", "ssim", "cdsc", "residual", "seconds"):
+        for metric in SUMMARY_METRICS:
+            if metric not in group.columns:
+                row[metric] = math.nan
+                continue
             values = group[metric].astype(float).dropna().to_numpy()
             row[metric] = float(np.median(values)) if values.size else math.nan
+        held = group["held_out"] if "held_out" in group.columns else pd.Series(dtype=object)
+        row["not_held_out"] = int((held.astype(str).str.lower() == "false").sum())
         rows.append(row)
     order = {m: i for i, m in enumerate(_method_order(results))}
     return sorted(rows, key=lambda r: (r["scale"], order.get(r["method"], 99)))
@@ -391,6 +407,7 @@ def write_report(
     stats: pd.DataFrame,
     notes: list[str],
     settings: Any,
+    baseline: pd.DataFrame | None = None,
 ) -> Path:
     """Figures under ``OUT_DIR/figures`` and ``OUT_DIR/summary.html``; returns the HTML."""
     from dataclasses import asdict
@@ -431,6 +448,7 @@ def write_report(
         out_dir / "summary.html",
         summary=summary_table(results),
         stats=stats_rows,
+        baseline=[] if baseline is None or baseline.empty else baseline.to_dict("records"),
         notes=notes,
         settings=asdict(settings),
         figures=figures,

@@ -266,8 +266,8 @@ class SkullStripper:
         ``species`` (the default recipe) may be left out for the two published files,
         which are recognised by their SHA-256.
         """
-        from .fetch import SOURCES
         from .keras_port import load_keras_hdf5
+        from .sources import SOURCES
 
         path = Path(path)
         digest = sha256_file(path)

@@ -22,7 +22,7 @@ LOGGER = logging.getLogger(__name__)
 
 ALPHA = 0.001
 """Significance level used in the paper."""
-METRICS: tuple[str, ...] = ("psnr", "ssim", "cdsc")
+METRICS: tuple[str, ...] = ("psnr", "psnr_interior", "ssim", "ssim_interior", "cdsc")
 COLUMNS: tuple[str, ...] = (
     "scale",
     "metric",
@@ -65,6 +65,23 @@ def _test(diff: np.ndarray, alpha: float) -> tuple[float, float, str]:
     if min_attainable_p(nonzero.size) > alpha:
         note = f"n={nonzero.size} non-zero pairs cannot reach alpha={alpha:g}"
     return float(res.statistic), float(res.pvalue), note
+
+
+def _per_scale(results: pd.DataFrame, metric: str):
+    """``(scale, volume × method table of metric)`` for each scale, in order."""
+    for scale in sorted(results["scale"].dropna().unique()):
+        at = results[results["scale"] == scale]
+        yield (
+            scale,
+            at.pivot_table(index="volume", columns="method", values=metric, aggfunc="first"),
+        )
+
+
+def _paired(wide: pd.DataFrame, a: str, b: str) -> pd.DataFrame | None:
+    """Volumes with finite scores for both methods (None when one method is absent)."""
+    if a not in wide.columns or b not in wide.columns:
+        return None
+    return wide[[a, b]].astype(float).replace([np.inf, -np.inf], np.nan).dropna()
 
 
 def wilcoxon_pairs(
@@ -112,13 +129,11 @@ def wilcoxon_pairs(
         if metric not in results.columns:
             LOGGER.info("no %s column; skipping its tests", metric)
             continue
-        for scale in sorted(results["scale"].dropna().unique()):
-            at = results[results["scale"] == scale]
-            wide = at.pivot_table(index="volume", columns="method", values=metric, aggfunc="first")
+        for scale, wide in _per_scale(results, metric):
             for a, b in itertools.combinations(methods, 2):
-                if a not in wide.columns or b not in wide.columns:
+                pair = _paired(wide, a, b)
+                if pair is None:
                     continue
-                pair = wide[[a, b]].astype(float).replace([np.inf, -np.inf], np.nan).dropna()
                 diff = (pair[a] - pair[b]).to_numpy()
                 statistic, p, note = _test(diff, alpha)
                 rows.append(
@@ -139,6 +154,89 @@ def wilcoxon_pairs(
                     }
                 )
     return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+#: Columns of :func:`against_baseline`.
+BASELINE_COLUMNS: tuple[str, ...] = (
+    "scale",
+    "metric",
+    "method",
+    "baseline",
+    "n",
+    "mean_diff",
+    "median_diff",
+    "wins",
+    "p_value",
+    "min_p",
+    "significant",
+    "note",
+)
+
+
+def against_baseline(
+    results: pd.DataFrame,
+    baseline: str,
+    metrics: Sequence[str] = METRICS,
+    alpha: float = ALPHA,
+) -> pd.DataFrame:
+    """Every method minus the baseline, paired by volume, per scale and metric.
+
+    Parameters
+    ----------
+    results : DataFrame
+        Tidy table (``volume``, ``scale``, ``method`` and the ``metrics``).
+    baseline : str
+        The reference method (bida's data-consistent cubic, ``dccubic``).
+    metrics : sequence of str
+        Score columns (missing ones are skipped).
+    alpha : float
+        Significance level of the two-sided Wilcoxon signed-rank test.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`BASELINE_COLUMNS`: paired ``n``, mean and median of ``method −
+        baseline``, ``wins`` (volumes where the method scores higher), the test's p-value, the
+        smallest p attainable with that many pairs, ``significant`` and a note. Empty when the
+        baseline is not in the table.
+
+    Examples
+    --------
+    >>> rows = [{"volume": f"v{i}", "scale": 5.0, "method": m, "psnr": base + i}
+    ...         for i in range(3) for m, base in (("dccubic", 30.0), ("bida", 30.5))]
+    >>> out = against_baseline(pd.DataFrame(rows), "dccubic", ["psnr"])
+    >>> out[["method", "n", "mean_diff", "wins"]].to_dict("records")
+    [{'method': 'bida', 'n': 3, 'mean_diff': 0.5, 'wins': 3}]
+    """
+    rows = []
+    if baseline not in set(results["method"]):
+        return pd.DataFrame(rows, columns=list(BASELINE_COLUMNS))
+    methods = [m for m in dict.fromkeys(results["method"]) if m != baseline]
+    for metric in (m for m in metrics if m in results.columns):
+        for scale, wide in _per_scale(results, metric):
+            for method in methods:
+                pair = _paired(wide, method, baseline)
+                if pair is None:
+                    continue
+                diff = (pair[method] - pair[baseline]).to_numpy()
+                statistic, p, note = _test(diff, alpha)
+                rows.append(
+                    {
+                        "scale": scale,
+                        "metric": metric,
+                        "method": method,
+                        "baseline": baseline,
+                        "n": int(diff.size),
+                        "mean_diff": float(diff.mean()) if diff.size else math.nan,
+                        "median_diff": float(np.median(diff)) if diff.size else math.nan,
+                        "wins": int((diff > 0).sum()),
+                        "p_value": p,
+                        "min_p": min_attainable_p(int(np.count_nonzero(diff))),
+                        "significant": bool(p < alpha) if not math.isnan(p) else False,
+                        "note": note,
+                    }
+                )
+    return pd.DataFrame(rows, columns=list(BASELINE_COLUMNS))
 
 
 def summarize(results: pd.DataFrame, metrics: Sequence[str] = METRICS) -> pd.DataFrame:

@@ -45,6 +45,8 @@ class LoadT2w(SimpleInterface):
 class _SinkInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="super-resolved image")
     std_file = File(exists=True, desc="posterior standard deviation (BiDA, K > 1)")
+    corrected_file = File(exists=True, desc="bias-corrected result (with N4)")
+    bias_file = File(exists=True, desc="N4 bias field on the output grid (with N4)")
     info_files = traits.List(File(exists=True), desc="JSON info of the upstream nodes")
     run_info = traits.Dict(mandatory=True, desc="run description (entities, relpath, ...)")
     output_dir = traits.Str(mandatory=True, desc="derivatives root")
@@ -56,6 +58,8 @@ class _SinkOutputSpec(TraitedSpec):
     out_file = File(desc="derivative NIfTI")
     out_sidecar = File(desc="derivative JSON sidecar")
     std_file = File(desc="uncertainty derivative")
+    corrected_file = File(desc="bias-corrected derivative (desc-<method>Biascorr)")
+    bias_file = File(desc="bias-field derivative (desc-biasfield)")
 
 
 class DerivativesSink(SimpleInterface):
@@ -73,7 +77,14 @@ class DerivativesSink(SimpleInterface):
             else []
         )
         with Timer() as t:
-            std = self.inputs.std_file if isdefined(self.inputs.std_file) else None
+            std, corrected, bias = (
+                nib.load(f) if isdefined(f) else None
+                for f in (
+                    self.inputs.std_file,
+                    self.inputs.corrected_file,
+                    self.inputs.bias_file,
+                )
+            )
             meta = build_sidecar(
                 self.inputs.run_info,
                 infos,
@@ -85,11 +96,18 @@ class DerivativesSink(SimpleInterface):
                 self.inputs.method,
                 nib.load(self.inputs.in_file),
                 meta,
-                std_img=nib.load(std) if std else None,
+                std_img=std,
+                corrected_img=corrected,
+                bias_img=bias,
             )
         self._results["out_file"] = str(paths["image"])
         self._results["out_sidecar"] = str(paths["sidecar"])
-        if "std" in paths:
-            self._results["std_file"] = str(paths["std"])
+        for key, name in (
+            ("std", "std_file"),
+            ("corrected", "corrected_file"),
+            ("bias", "bias_file"),
+        ):
+            if key in paths:
+                self._results[name] = str(paths[key])
         Path(runtime.cwd, "sink.json").write_text(json.dumps({"seconds": t.seconds}))
         return runtime

@@ -19,6 +19,7 @@ class _RunReportFiguresInputSpec(BaseInterfaceInputSpec):
     sr_file = File(exists=True, mandatory=True, desc="super-resolved image")
     bias_file = File(exists=True, desc="N4 bias field (optional)")
     std_file = File(exists=True, desc="posterior standard deviation, K > 1 (optional)")
+    corrected_file = File(exists=True, desc="bias-corrected result, with N4 (optional)")
     run_info = traits.Dict(
         mandatory=True, desc='run description: "label", "entities" (subject, session, ...)'
     )
@@ -54,6 +55,9 @@ class RunReportFigures(SimpleInterface):
             in_file=self.inputs.in_file,
             bias_file=self.inputs.bias_file if isdefined(self.inputs.bias_file) else None,
             std_file=self.inputs.std_file if isdefined(self.inputs.std_file) else None,
+            corrected_file=(
+                self.inputs.corrected_file if isdefined(self.inputs.corrected_file) else None
+            ),
             method=self.inputs.method,
             n_slices=self.inputs.n_slices,
         )

@@ -1,4 +1,4 @@
-"""Super-resolution interfaces: cubic baseline and BiDA."""
+"""Super-resolution interfaces: cubic, data-consistent cubic, BiDA; back to the acquired data."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from nipype.interfaces.base import (
     File,
     SimpleInterface,
     TraitedSpec,
+    isdefined,
     traits,
 )
 
@@ -21,6 +22,10 @@ class _CubicInputSpec(BaseInterfaceInputSpec):
     through_axis = traits.Int(mandatory=True, desc="voxel axis of the through-plane direction")
     thickness_mm = traits.Float(mandatory=True, desc="slice thickness (FWHM) in mm")
     target_mm = traits.Float(mandatory=True, desc="output through-plane voxel size in mm")
+    data_consistent = traits.Bool(
+        False, usedefault=True, desc="project onto the slices after interpolation (dccubic)"
+    )
+    slice_profile = traits.Enum(*PROFILE_KINDS, usedefault=True, desc="slice profile of A")
 
 
 class _SROutputSpec(TraitedSpec):
@@ -30,23 +35,39 @@ class _SROutputSpec(TraitedSpec):
 
 
 class CubicSR(SimpleInterface):
-    """Cubic B-spline through-plane interpolation (:mod:`bida_app.methods.cubic`)."""
+    """Cubic B-spline through-plane interpolation, optionally projected onto the slices.
+
+    ``data_consistent`` gives the data-consistent baseline
+    (:func:`bida_app.methods.dccubic.dc_cubic_super_resolve`).
+    """
 
     input_spec = _CubicInputSpec
     output_spec = _SROutputSpec
 
     def _run_interface(self, runtime):
         from ..methods.cubic import cubic_super_resolve
+        from ..methods.dccubic import dc_cubic_super_resolve, relative_residual
         from ..physics import SliceOperator
 
         img = nib.load(self.inputs.in_file)
+        args = (img, self.inputs.through_axis, self.inputs.thickness_mm, self.inputs.target_mm)
+        profile = self.inputs.slice_profile
+        params = {"Interpolation": "cubic B-spline (order 3)", "Boundary": "nearest"}
         with Timer() as t:
-            sr, geom = cubic_super_resolve(
-                img, self.inputs.through_axis, self.inputs.thickness_mm, self.inputs.target_mm
-            )
-        op = SliceOperator.from_geometry(geom, "gaussian")
-        lr = np.asarray(img.dataobj, dtype=np.float64)
-        resid = np.linalg.norm(op(np.asarray(sr.dataobj, np.float64)) - lr)
+            if self.inputs.data_consistent:
+                sr, geom, resid = dc_cubic_super_resolve(*args, profile=profile)
+                method = "dccubic"
+                params |= {
+                    "Projection": "x <- x + pinv(A) (y - A x) onto the slices",
+                    "SliceProfile": profile,
+                    "ProfileFWHM": self.inputs.thickness_mm,
+                }
+            else:
+                sr, geom = cubic_super_resolve(*args)
+                op = SliceOperator.from_geometry(geom, profile)
+                lr = np.asarray(img.dataobj, dtype=np.float64)
+                resid = relative_residual(op(np.asarray(sr.dataobj, np.float64)), lr)
+                method = "cubic"
         self._results["out_file"] = out_path(runtime, "sr_T2w.nii.gz")
         nib.save(sr, self._results["out_file"])
         self._results["info_file"] = write_info(
@@ -56,14 +77,11 @@ class CubicSR(SimpleInterface):
                 "stage": "super_resolution",
                 "seconds": t.seconds,
                 "sidecar": {
-                    "Method": "cubic",
-                    "MethodParameters": {
-                        "Interpolation": "cubic B-spline (order 3)",
-                        "Boundary": "nearest",
-                    },
+                    "Method": method,
+                    "MethodParameters": params,
                     "Geometry": geom.as_dict(),
-                    "DataConsistencyResidual": float(resid / max(np.linalg.norm(lr), 1e-12)),
-                    "DataConsistencyModel": "gaussian slice profile, FWHM = slice thickness",
+                    "DataConsistencyResidual": resid,
+                    "DataConsistencyModel": f"{profile} slice profile, FWHM = slice thickness",
                 },
             },
         )
@@ -131,6 +149,79 @@ class BidaSR(SimpleInterface):
                 "stage": "super_resolution",
                 "seconds": t.seconds,
                 "sidecar": res.sidecar,
+            },
+        )
+        return runtime
+
+
+class _RestoreInputSpec(BaseInterfaceInputSpec):
+    in_file = File(exists=True, mandatory=True, desc="super-resolved (bias-corrected) image")
+    acquired_file = File(exists=True, mandatory=True, desc="the acquired thick slices")
+    bias_file = File(exists=True, desc="N4 multiplicative field on the slices' grid")
+    through_axis = traits.Int(mandatory=True, desc="voxel axis of the through-plane direction")
+    thickness_mm = traits.Float(mandatory=True, desc="slice thickness (FWHM) in mm")
+    slice_profile = traits.Enum(*PROFILE_KINDS, usedefault=True, desc="slice profile of A")
+    project = traits.Bool(True, usedefault=True, desc="project onto the acquired slices")
+
+
+class _RestoreOutputSpec(TraitedSpec):
+    out_file = File(exists=True, desc="result in the acquired intensity space")
+    corrected_file = File(desc="the bias-corrected result (with N4 only)")
+    bias_file = File(desc="the bias field on the output grid (with N4 only)")
+    info_file = File(exists=True, desc="residual against the acquired slices (JSON)")
+
+
+class RestoreAcquired(SimpleInterface):
+    """Put N4's field back and re-project onto the acquired slices.
+
+    See :func:`bida_app.preprocess.restore.restore_acquired`. Its sidecar entries override
+    the method's: ``DataConsistencyResidual`` is against the acquired data.
+    """
+
+    input_spec = _RestoreInputSpec
+    output_spec = _RestoreOutputSpec
+
+    def _run_interface(self, runtime):
+        from ..preprocess.restore import restore_acquired
+
+        sr = nib.load(self.inputs.in_file)
+        bias = nib.load(self.inputs.bias_file) if isdefined(self.inputs.bias_file) else None
+        with Timer() as t:
+            res = restore_acquired(
+                sr,
+                nib.load(self.inputs.acquired_file),
+                self.inputs.through_axis,
+                self.inputs.thickness_mm,
+                bias=bias,
+                profile=self.inputs.slice_profile,
+                project=self.inputs.project,
+            )
+        self._results["out_file"] = out_path(runtime, "restored_T2w.nii.gz")
+        nib.save(res.image, self._results["out_file"])
+        if res.bias is not None:
+            self._results["corrected_file"] = self.inputs.in_file
+            self._results["bias_file"] = out_path(runtime, "biasfield_hr.nii.gz")
+            nib.save(res.bias, self._results["bias_file"])
+        profile = self.inputs.slice_profile
+        self._results["info_file"] = write_info(
+            runtime,
+            "restore.json",
+            {
+                "stage": "restore_acquired",
+                "seconds": t.seconds,
+                "sidecar": {
+                    "IntensitySpace": "acquired" if bias is not None else "acquired (no N4)",
+                    "BiasFieldReapplied": bias is not None,
+                    "FinalProjection": (
+                        f"x <- x + pinv(A) (y - A x) onto the acquired slices ({profile} "
+                        "profile, FWHM = slice thickness)"
+                        if res.projected
+                        else "none (the method is not data-consistent)"
+                    ),
+                    "DataConsistencyResidual": res.residual,
+                    "DataConsistencyReference": "acquired slices (before N4)",
+                    "DataConsistencyModel": f"{profile} slice profile, FWHM = slice thickness",
+                },
             },
         )
         return runtime

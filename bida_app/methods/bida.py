@@ -23,8 +23,9 @@ import numpy as np
 
 from ..device import resolve_device
 from ..errors import BidaError, ExitCode
-from ..models.weights import MODEL_GRID, MODEL_VOXEL_MM, PLANE_SLICE_AXIS, PLANES_FOR_AXIS
+from ..models.weights import MODEL_GRID, PLANE_SLICE_AXIS, PLANES_FOR_AXIS
 from ..physics import SliceGeometry, SliceOperator, make_profile
+from .grid import scan_grid
 
 LOGGER = logging.getLogger(__name__)
 _MODEL_CACHE: dict[tuple, dict] = {}
@@ -47,34 +48,6 @@ def get_plane_models(weights_dir: str | None, planes: tuple[str, ...], device) -
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = load_plane_models(weights_dir, planes, device)
     return _MODEL_CACHE[key]
-
-
-def scan_grid(
-    ras: nib.Nifti1Image, axis: int, voxel_mm: float = MODEL_VOXEL_MM, factor: int = 4
-) -> tuple[int, int, int]:
-    """Model grid fitted to a thick-slice scan: its extent at ``voxel_mm``, in multiples of
-    ``factor``; in-plane axes at most the standard grid (larger FOVs are brain-cropped, as
-    for the shipped priors).
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> img = nib.Nifti1Image(np.zeros((256, 24, 256), np.float32),
-    ...                       np.diag([0.1125, 1.0, 0.1125, 1.0]))
-    >>> scan_grid(img, 1)
-    (144, 120, 64)
-    """
-    from ..preprocess.orient import voxel_sizes
-    from ..preprocess.resample import inplane_grid
-
-    _, shape = inplane_grid(ras.affine, ras.shape[:3], axis, voxel_mm)
-    n = list(shape)
-    n[axis] = int(round(ras.shape[axis] * voxel_sizes(ras.affine)[axis] / voxel_mm))
-    grid = [-(-k // factor) * factor for k in n]
-    for a in range(3):
-        if a != axis:
-            grid[a] = min(grid[a], MODEL_GRID[a])
-    return tuple(grid)  # type: ignore[return-value]
 
 
 def model_grid(models: dict, default: tuple[int, int, int] = MODEL_GRID) -> tuple[int, ...]:
@@ -206,7 +179,10 @@ def bida_super_resolve_image(
     lr = resample_inplane(ras, axis, voxel)
     std_grid = list(grid)
     std_grid[axis] = None
-    std, sp = standardize(np.asarray(lr.dataobj, np.float32), tuple(std_grid), crop="brain")
+    lower, upper = clip_contract([models[p] for p in planes])
+    std, sp = standardize(
+        np.asarray(lr.dataobj, np.float32), tuple(std_grid), lower=lower, upper=upper, crop="brain"
+    )
     geom = SliceGeometry.from_lr(axis, lr.shape[axis], spacing, thickness_mm, voxel)
     n_pad = max(grid[axis], geom.n_hr)
     before, _ = pad_widths(geom.n_hr, n_pad)
@@ -273,9 +249,32 @@ def bida_super_resolve_image(
         "ModelGridGeometry": {**geom.as_dict(), "PaddedLength": n_pad, "PadBefore": before},
         "Standardization": sp.to_dict(),
         "Orientation": oinfo.to_dict(),
-        **res.sidecar(),
+        **_renamed(res.sidecar(), "DataConsistencyResidual", "DataConsistencyResidualModelGrid"),
+        "DataConsistencyResidual": resid,
         "DataConsistencyResidualOutputGrid": resid,
         "DataConsistencyModel": f"{slice_profile} slice profile, FWHM = slice thickness",
         "Compute": res.device,
     }
     return BidaImageResult(out, std_img, sidecar)
+
+
+def clip_contract(models: list) -> tuple[float, float]:
+    """The clip percentiles the plane priors were trained with (their cards' contract).
+
+    Raises
+    ------
+    BidaError
+        The two priors were trained with different percentiles (exit 65).
+    """
+    contracts = {m.clip_percentiles for m in models}
+    if len(contracts) > 1:
+        raise BidaError(
+            f"the plane models were trained with different clip percentiles {sorted(contracts)}",
+            ExitCode.BAD_DATA,
+        )
+    return contracts.pop()
+
+
+def _renamed(d: dict, old: str, new: str) -> dict:
+    """``d`` with key ``old`` called ``new`` (the sampler's residual is in the model space)."""
+    return {new if k == old else k: v for k, v in d.items()}

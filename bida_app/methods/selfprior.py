@@ -38,7 +38,7 @@ from ..errors import BidaError, ExitCode
 from ..models.weights import MODEL_VOXEL_MM, PLANES_FOR_AXIS, PlaneModel
 from ..training.data import PreparedVolume, PrepConfig, slices_from_arrays, standardize_ras
 from ..training.trainer import TrainConfig, Trainer
-from .bida import scan_grid
+from .grid import scan_grid
 
 LOGGER = logging.getLogger(__name__)
 

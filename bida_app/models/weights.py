@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from ..errors import BidaError, ExitCode
-from ..preprocess.standardize import MODEL_GRID
+from ..preprocess.standardize import CLIP_PERCENTILES, MODEL_GRID
 from ..utils.io import atomic_path, write_json
 from .config import UNetConfig, preset_name
 from .unet import UNet
@@ -147,6 +147,16 @@ class PlaneModel:
     def voxel_size_mm(self) -> float:
         """In-plane voxel size of the training slices (the grid inputs must be on)."""
         return float(self.card.get("voxel_size_mm", MODEL_VOXEL_MM))
+
+    @property
+    def clip_percentiles(self) -> tuple[float, float]:
+        """Intensity percentiles the prior's training clipped at (its preprocessing contract;
+        the paper's 1st/99th when the card records none)."""
+        prep = (self.card.get("training") or {}).get("preprocessing") or {}
+        return (
+            float(prep.get("lower", CLIP_PERCENTILES[0])),
+            float(prep.get("upper", CLIP_PERCENTILES[1])),
+        )
 
     def describe(self) -> dict[str, Any]:
         """Short summary for sidecars: plane, file, checksum, size, training."""

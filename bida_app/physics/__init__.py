@@ -13,8 +13,8 @@ from .profiles import (
     fwhm_of_samples,
     make_profile,
     measure_fwhm,
+    slr_profile,
 )
-from .slr import slr_profile
 
 __all__ = [
     "PROFILE_KINDS",

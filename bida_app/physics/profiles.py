@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from scipy.special import erf
 
+from .slr import RIPPLE, SPAN_FWHM, fwhm_of_samples, unit_slr_table
+
 logger = logging.getLogger(__name__)
 
 PROFILE_KINDS = ("gaussian", "boxcar", "slr")
@@ -109,6 +111,49 @@ def boxcar_profile(width_mm: float) -> SliceProfile:
     )
 
 
+def slr_profile(fwhm_mm: float, tbw: float = 16.0) -> SliceProfile:
+    """SLR excitation profile with the given FWHM.
+
+    Parameters
+    ----------
+    fwhm_mm : float
+        Slice thickness (measured FWHM of ``|Mxy|``) in mm.
+    tbw : float
+        Time-bandwidth product of the pulse; higher gives a flatter top and sharper edges.
+
+    Returns
+    -------
+    SliceProfile
+        Profile with ``kind="slr"``, zero beyond ``SPAN_FWHM * fwhm_mm``.
+
+    Examples
+    --------
+    >>> p = slr_profile(0.5)
+    >>> [round(float(v), 3) for v in p(np.array([0.0, 0.25, 1.5]))]
+    [1.0, 0.5, 0.0]
+    """
+    _check_positive(fwhm_mm)
+    if not tbw >= 2.0:
+        raise ValueError(f"SLR time-bandwidth product must be >= 2, got {tbw!r}")
+    u, m, cum = unit_slr_table(float(tbw))
+    width = float(fwhm_mm)
+
+    def func(z: np.ndarray) -> np.ndarray:
+        return np.interp(z / width, u, m, left=0.0, right=0.0)
+
+    def antiderivative(z: np.ndarray) -> np.ndarray:
+        return width * np.interp(z / width, u, cum, left=0.0, right=cum[-1])
+
+    return SliceProfile(
+        kind="slr",
+        fwhm_mm=width,
+        func=func,
+        support_mm=SPAN_FWHM * width,
+        params={"Profile": "slr", "FWHM_mm": width, "TBW": float(tbw), "Ripple": RIPPLE},
+        antiderivative=antiderivative,
+    )
+
+
 def effective_fwhm(thickness_mm: float, hr_mm: float) -> float:
     """Kernel width that accounts for the HR voxel's own blur: ``sqrt(T**2 - h**2)``.
 
@@ -167,8 +212,6 @@ def make_profile(
     elif kind == "boxcar":
         prof = boxcar_profile(width)
     elif kind == "slr":
-        from .slr import slr_profile
-
         prof = slr_profile(width, tbw=tbw)
     else:
         raise ValueError(f"unknown slice profile {kind!r}; choose from {PROFILE_KINDS}")
@@ -184,30 +227,6 @@ def _rebuild_profile(kind: str, fwhm_mm: float, params: dict) -> SliceProfile:
     prof.params.clear()
     prof.params.update(params)
     return prof
-
-
-def fwhm_of_samples(z: np.ndarray, h: np.ndarray) -> float:
-    """FWHM of a sampled single-peaked profile, by linear interpolation of the crossings.
-
-    The outermost samples at or above half the maximum bound the width; each crossing is
-    interpolated linearly with its outside neighbour.
-
-    Examples
-    --------
-    >>> z = np.linspace(-2, 2, 401)
-    >>> round(fwhm_of_samples(z, np.exp(-4 * np.log(2) * z**2)), 4)
-    1.0
-    """
-    z = np.asarray(z, dtype=np.float64)
-    h = np.asarray(h, dtype=np.float64)
-    half = h.max() / 2.0
-    above = np.flatnonzero(h >= half)
-    i, j = above[0], above[-1]
-    if i == 0 or j == h.size - 1:
-        raise ValueError("profile does not fall below half maximum inside the sampled range")
-    left = np.interp(half, [h[i - 1], h[i]], [z[i - 1], z[i]])
-    right = np.interp(half, [h[j + 1], h[j]], [z[j + 1], z[j]])
-    return float(right - left)
 
 
 def measure_fwhm(profile: SliceProfile, n: int = 200_001) -> float:

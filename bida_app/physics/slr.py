@@ -4,9 +4,11 @@ A 90° excitation pulse is designed with :func:`sigpy.mri.rf.slr.dzrf` (least-sq
 1 % pass- and stop-band ripple), its Cayley-Klein parameters are simulated across the slice with
 :func:`sigpy.mri.rf.sim.abrm`, and the profile is the transverse magnetisation
 ``|Mxy| = |2 conj(a) b|``, normalised to peak 1. The position axis is then rescaled so that
-the measured FWHM is exactly one unit, and :func:`slr_profile` stretches it to the requested
+the measured FWHM is exactly one unit, and ``slr_profile`` stretches it to the requested
 width. The profile is kept over ``±SPAN_FWHM`` FWHMs (the stop band beyond is below 1 % and set
-to zero) and linearly interpolated between the simulated samples.
+to zero) and linearly interpolated between the simulated samples. This module makes the table
+(and measures widths with :func:`fwhm_of_samples`); :func:`bida_app.physics.profiles.slr_profile`
+wraps it as a :class:`~bida_app.physics.profiles.SliceProfile`.
 
 There is no fallback: if SigPy cannot be imported or fails, the error propagates.
 """
@@ -17,8 +19,6 @@ from functools import lru_cache
 
 import numpy as np
 
-from .profiles import SliceProfile, _check_positive, fwhm_of_samples
-
 SPAN_FWHM = 2.0
 """Half-width, in FWHMs, of the simulated profile; zero beyond."""
 
@@ -26,49 +26,6 @@ RIPPLE = 0.01
 """Pass-band and stop-band ripple used in the pulse design (sigpy ``d1``, ``d2``)."""
 
 _N_POSITIONS = 8001
-
-
-def slr_profile(fwhm_mm: float, tbw: float = 16.0) -> SliceProfile:
-    """SLR excitation profile with the given FWHM.
-
-    Parameters
-    ----------
-    fwhm_mm : float
-        Slice thickness (measured FWHM of ``|Mxy|``) in mm.
-    tbw : float
-        Time-bandwidth product of the pulse; higher gives a flatter top and sharper edges.
-
-    Returns
-    -------
-    SliceProfile
-        Profile with ``kind="slr"``, zero beyond ``SPAN_FWHM * fwhm_mm``.
-
-    Examples
-    --------
-    >>> p = slr_profile(0.5)
-    >>> [round(float(v), 3) for v in p(np.array([0.0, 0.25, 1.5]))]
-    [1.0, 0.5, 0.0]
-    """
-    _check_positive(fwhm_mm)
-    if not tbw >= 2.0:
-        raise ValueError(f"SLR time-bandwidth product must be >= 2, got {tbw!r}")
-    u, m, cum = unit_slr_table(float(tbw))
-    width = float(fwhm_mm)
-
-    def func(z: np.ndarray) -> np.ndarray:
-        return np.interp(z / width, u, m, left=0.0, right=0.0)
-
-    def antiderivative(z: np.ndarray) -> np.ndarray:
-        return width * np.interp(z / width, u, cum, left=0.0, right=cum[-1])
-
-    return SliceProfile(
-        kind="slr",
-        fwhm_mm=width,
-        func=func,
-        support_mm=SPAN_FWHM * width,
-        params={"Profile": "slr", "FWHM_mm": width, "TBW": float(tbw), "Ripple": RIPPLE},
-        antiderivative=antiderivative,
-    )
 
 
 @lru_cache(maxsize=16)
@@ -107,3 +64,27 @@ def unit_slr_table(tbw: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     for arr in (u, m, cum):
         arr.setflags(write=False)
     return u, m, cum
+
+
+def fwhm_of_samples(z: np.ndarray, h: np.ndarray) -> float:
+    """FWHM of a sampled single-peaked profile, by linear interpolation of the crossings.
+
+    The outermost samples at or above half the maximum bound the width; each crossing is
+    interpolated linearly with its outside neighbour.
+
+    Examples
+    --------
+    >>> z = np.linspace(-2, 2, 401)
+    >>> round(fwhm_of_samples(z, np.exp(-4 * np.log(2) * z**2)), 4)
+    1.0
+    """
+    z = np.asarray(z, dtype=np.float64)
+    h = np.asarray(h, dtype=np.float64)
+    half = h.max() / 2.0
+    above = np.flatnonzero(h >= half)
+    i, j = above[0], above[-1]
+    if i == 0 or j == h.size - 1:
+        raise ValueError("profile does not fall below half maximum inside the sampled range")
+    left = np.interp(half, [h[i - 1], h[i]], [z[i - 1], z[i]])
+    right = np.interp(half, [h[j + 1], h[j]], [z[j + 1], z[j]])
+    return float(right - left)

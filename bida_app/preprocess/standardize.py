@@ -36,6 +36,9 @@ LOGGER = logging.getLogger(__name__)
 
 #: The model grid (RAS voxel order) at 0.2 mm.
 MODEL_GRID = (144, 144, 64)
+#: Intensity percentiles clipped before scaling to [-1, 1] (the paper's 1st/99th); part of the
+#: preprocessing contract a prior's card records and inference reads back.
+CLIP_PERCENTILES = (1.0, 99.0)
 CROP_MODES = ("centre", "brain")
 
 
@@ -216,8 +219,8 @@ def standardize(
     data: np.ndarray,
     grid: Sequence[int | None] | None = MODEL_GRID,
     *,
-    lower: float = 1.0,
-    upper: float = 99.0,
+    lower: float = CLIP_PERCENTILES[0],
+    upper: float = CLIP_PERCENTILES[1],
     mask: np.ndarray | None = None,
     crop: str = "centre",
     dtype: np.dtype | type = np.float32,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..bids.derivatives import ENTITY_ORDER, read_sidecar
+from ..bids.derivatives import ENTITY_ORDER, is_companion, read_sidecar
 
 LOGGER = logging.getLogger(__name__)
 _SHORT_TO_LONG = {short: key for key, short in ENTITY_ORDER}
@@ -89,7 +89,7 @@ def parse_name(name: str) -> tuple[dict, str]:
 
 
 def find_derivatives(output_dir: str | Path, subject: str | None = None) -> list[Derivative]:
-    """Every ``*_desc-<method>_T2w`` derivative with a sidecar (uncertainty maps excluded).
+    """Every ``*_desc-<method>_T2w`` derivative with a sidecar (companion images excluded).
 
     Parameters
     ----------
@@ -103,7 +103,7 @@ def find_derivatives(output_dir: str | Path, subject: str | None = None) -> list
     found = []
     for sidecar in sorted(root.glob(f"{pattern}/**/anat/*_desc-*_T2w.json")):
         entities, desc = parse_name(sidecar.name)
-        if not desc or desc.endswith("Std") or "subject" not in entities:
+        if not desc or is_companion(desc) or "subject" not in entities:
             continue
         image = sidecar.with_name(sidecar.name.replace(".json", ".nii.gz"))
         if not image.exists():

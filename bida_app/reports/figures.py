@@ -106,6 +106,7 @@ def render_run_figures(
     in_file: ImageLike | None = None,
     bias_file: ImageLike | None = None,
     std_file: ImageLike | None = None,
+    corrected_file: ImageLike | None = None,
     method: str = "",
     world_axis: int | str | None = None,
     n_slices: int = N_SLICES,
@@ -125,6 +126,8 @@ def render_run_figures(
         the flicker and the input metrics are left out.
     bias_file, std_file : path or SpatialImage, optional
         N4 bias field (any grid in the same world space) and posterior standard deviation.
+    corrected_file : path or SpatialImage, optional
+        The result before the bias field was put back (``desc-<method>Biascorr``).
     method : str
         Method name for the file names (``cubic``, ``bida``).
     world_axis : int or str, optional
@@ -151,7 +154,9 @@ def render_run_figures(
     extras = {
         "Bias": (_in_memory(bias_file), "viridis"),
         f"{method_label(method)}Std": (_in_memory(std_file), "magma"),
+        f"{method_label(method)}Biascorr": (_in_memory(corrected_file), "gray"),
     }
+    titles = {"Bias": "N4 bias field (multiplicative)", "Biascorr": "bias-corrected intensity"}
     mask = metrics.head_mask(data, zooms)
     written: list[Path] = []
     for plane in through_planes(through):
@@ -187,10 +192,10 @@ def render_run_figures(
                 continue
             tiles = [sample_tile(img, affine, data.shape, plane, k)[view.crop]
                      for k in view.indices]  # fmt: skip
-            lo, hi = _window(tiles, masks, (1.0, 99.0))
-            if kind != "Bias":
+            lo, hi = _window(tiles, masks, WINDOW if kind.endswith("Biascorr") else (1.0, 99.0))
+            if kind.endswith("Std"):
                 lo = 0.0
-            label = "N4 bias field (multiplicative)" if kind == "Bias" else "posterior std"
+            label = next((t for k, t in titles.items() if kind.endswith(k)), "posterior std")
             written.append(
                 render_mosaic(
                     tiles,

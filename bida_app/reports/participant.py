@@ -52,6 +52,7 @@ def run_context(output_dir: Path, d: Derivative) -> dict:
             "flicker": _fig(f"{label}Flicker", "svg"),
             "bias": _fig("Bias"),
             "std": _fig(f"{label}Std"),
+            "corrected": _fig(f"{label}Biascorr"),
         }
         if entry["sr"] or entry["input"]:
             planes.append(entry)

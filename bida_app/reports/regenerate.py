@@ -14,6 +14,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from ..bids.derivatives import BIAS_DESC
 from ..errors import BidaError, ExitCode
 from .collect import Derivative, find_derivatives, through_axis
 from .figures import figures_dir, render_run_figures
@@ -75,6 +76,12 @@ def regenerate_run(
             d.meta.get("Sources"),
         )
     bias = find_bias_field(work_dir, source)
+    if bias is None:  # the field on the output grid, written beside the result
+        written = d.image.with_name(d.image.name.replace(f"desc-{d.desc}_", f"desc-{BIAS_DESC}_"))
+        bias = written if written.is_file() else None
+    corrected = d.image.with_name(
+        d.image.name.replace(f"desc-{d.desc}_", f"desc-{d.desc}Biascorr_")
+    )
     return render_run_figures(
         d.image,
         figures_dir(output_dir, d.subject),
@@ -82,6 +89,7 @@ def regenerate_run(
         in_file=_input_image(source, d.meta) if source else None,
         bias_file=bias,
         std_file=d.std,
+        corrected_file=corrected if corrected.is_file() else None,
         method=d.desc,
         world_axis=through_axis(d.meta)[1],
     )

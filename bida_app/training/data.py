@@ -35,8 +35,8 @@ import nibabel as nib
 import numpy as np
 
 from ..errors import BidaError, ExitCode
-from ..models.weights import PLANE_SLICE_AXIS, PLANES, plane_slice_shape
-from ..preprocess.standardize import MODEL_GRID
+from ..models.weights import PLANE_SLICE_AXIS, PLANES, plane_slice_shape, sha256_file
+from ..preprocess.standardize import CLIP_PERCENTILES, MODEL_GRID
 from ..utils.io import atomic_path, write_json
 
 LOGGER = logging.getLogger(__name__)
@@ -75,8 +75,8 @@ class PrepConfig:
     voxel_mm: float = 0.2
     grid: tuple[int, int, int] = MODEL_GRID
     n4: bool = True
-    lower: float = 1.0
-    upper: float = 99.0
+    lower: float = CLIP_PERCENTILES[0]
+    upper: float = CLIP_PERCENTILES[1]
     hr_tolerance: float = 1.25
     min_foreground: float = 0.1
     foreground_level: float = -0.9
@@ -133,6 +133,9 @@ class SliceSet:
         Source volume labels.
     key : str
         Cache key.
+    source_sha256 : list of str
+        SHA-256 of each source file (empty for in-memory sets): the training record that
+        ``bida evaluate`` checks to score a prior only on volumes it never saw.
     """
 
     plane: str
@@ -142,6 +145,7 @@ class SliceSet:
     bbox: np.ndarray
     sources: list[str]
     key: str = ""
+    source_sha256: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return int(self.slices.shape[0])
@@ -513,6 +517,7 @@ def build_slices(
                 "plane": plane,
                 "key": key,
                 "sources": names,
+                "source_sha256": [sha256_file(p) for p in paths],
                 "volume": np.concatenate(vols).tolist(),
                 "position": np.concatenate(pos).tolist(),
                 "bbox": np.concatenate(boxes).tolist(),
@@ -530,6 +535,7 @@ def build_slices(
         bbox=np.asarray(meta["bbox"], dtype=np.int64).reshape(-1, 4),
         sources=list(meta["sources"]),
         key=key,
+        source_sha256=list(meta.get("source_sha256") or [sha256_file(p) for p in paths]),
     )
 
 

@@ -449,6 +449,7 @@ class Trainer:
             "recipe": "bida train",
             "bida_version": __version__,
             "sources": list(self.data.sources),
+            "source_sha256": dict(zip(self.data.sources, self.data.source_sha256, strict=False)),
             "n_volumes": len(self.data.sources),
             "n_train_slices": int(len(self.train_idx)),
             "n_val_slices": int(len(self.val_idx)),

@@ -38,11 +38,21 @@ def init_bida_wf(runs: list[dict], cfg: RunConfig, output_dir: Path, work_dir: P
     return wf
 
 
-def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = "run_wf"):
-    """load → N4 → super-resolution (cubic or BiDA) → derivatives sink, for one run.
+#: Methods whose output is projected onto the acquired slices at the end.
+DATA_CONSISTENT_METHODS = ("dccubic", "bida")
 
-    BiDA adds its standardization (RAS, in-plane resampling, [-1, 1] scaling, padding) and the
-    exact inverse back onto the output grid inside :class:`~bida_app.interfaces.sr.BidaSR`.
+
+def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = "run_wf"):
+    """load → N4 → super-resolution → back to the acquired data → derivatives sink, for one run.
+
+    The method (cubic, data-consistent cubic or BiDA) works on the N4-corrected slices; then
+    :class:`~bida_app.interfaces.sr.RestoreAcquired` puts the bias field back and, for the
+    data-consistent methods, projects onto the *acquired* slices, so the main derivative is in
+    the acquired intensity space and re-degrades to the acquired data. With N4 the
+    bias-corrected result (``desc-<method>Biascorr``) and the field on the output grid
+    (``desc-biasfield``) are written too. BiDA adds its standardization (RAS, in-plane
+    resampling, [-1, 1] scaling, padding) and the exact inverse back onto the output grid
+    inside :class:`~bida_app.interfaces.sr.BidaSR`.
     """
     from nipype.interfaces import utility as niu
     from nipype.pipeline import engine as pe
@@ -50,7 +60,7 @@ def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = 
     from ..interfaces.io import DerivativesSink, LoadT2w
     from ..interfaces.preprocess import N4Correct
     from ..interfaces.reports import RunReportFigures
-    from ..interfaces.sr import BidaSR, CubicSR
+    from ..interfaces.sr import BidaSR, CubicSR, RestoreAcquired
 
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["in_file"]), name="inputnode")
@@ -60,14 +70,16 @@ def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = 
     )
     load = pe.Node(LoadT2w(header_scale=cfg.header_scale), name="load", mem_gb=0.5)
     target = cfg.target_resolution or run["inplane_mm"]
-    if cfg.method == "cubic":
+    if cfg.method in ("cubic", "dccubic"):
         sr = pe.Node(
             CubicSR(
                 through_axis=run["through_axis"],
                 thickness_mm=run["thickness_mm"],
                 target_mm=target,
+                data_consistent=cfg.method == "dccubic",
+                slice_profile=cfg.slice_profile,
             ),
-            name="cubic",
+            name=cfg.method,
             mem_gb=1.0,
         )
     else:
@@ -100,9 +112,25 @@ def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = 
         run_without_submitting=True,
     )
     sink.overwrite = True  # always (re)write the final files, they are cheap
-    merge = pe.Node(niu.Merge(2), name="merge_info", run_without_submitting=True)
+    merge = pe.Node(niu.Merge(3), name="merge_info", run_without_submitting=True)
+    restore = pe.Node(
+        RestoreAcquired(
+            through_axis=run["through_axis"],
+            thickness_mm=run["thickness_mm"],
+            slice_profile=cfg.slice_profile,
+            project=cfg.method in DATA_CONSISTENT_METHODS,
+        ),
+        name="restore_acquired",
+        mem_gb=1.0,
+    )
 
-    wf.connect([(inputnode, load, [("in_file", "in_file")])])
+    wf.connect([
+        (inputnode, load, [("in_file", "in_file")]),
+        (load, restore, [("out_file", "acquired_file")]),
+        (sr, restore, [("out_file", "in_file")]),
+        (restore, merge, [("info_file", "in3")]),
+        (restore, sink, [("out_file", "in_file")]),
+    ])  # fmt: skip
     if cfg.n4:
         n4 = pe.Node(
             N4Correct(num_threads=cfg.omp_nthreads),
@@ -116,6 +144,12 @@ def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = 
                 (n4, sr, [("out_file", "in_file")]),
                 (n4, merge, [("info_file", "in1")]),
                 (n4, outputnode, [("bias_file", "bias_file")]),
+                (n4, restore, [("bias_file", "bias_file")]),
+                (
+                    restore,
+                    sink,
+                    [("corrected_file", "corrected_file"), ("bias_file", "bias_file")],
+                ),
             ]
         )
     else:
@@ -124,7 +158,6 @@ def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = 
     wf.connect([
         (sr, merge, [("info_file", "in2")]),
         (merge, sink, [("out", "info_files")]),
-        (sr, sink, [("out_file", "in_file")]),
         (sink, outputnode, [("out_file", "out_file"), ("out_sidecar", "sidecar")]),
     ])  # fmt: skip
     if cfg.method == "bida" and cfg.n_samples > 1:
@@ -138,7 +171,10 @@ def init_single_run_wf(run: dict, cfg: RunConfig, output_dir: Path, name: str = 
     figs.overwrite = True  # like ds_t2w: rewrite into output_dir even when cached
     wf.connect([(load, figs, [("out_file", "in_file")]), (sink, figs, [("out_file", "sr_file")])])
     if cfg.n4:
-        wf.connect([(n4, figs, [("bias_file", "bias_file")])])
+        wf.connect([
+            (n4, figs, [("bias_file", "bias_file")]),
+            (sink, figs, [("corrected_file", "corrected_file")]),
+        ])  # fmt: skip
     if cfg.method == "bida" and cfg.n_samples > 1:
         wf.connect([(sink, figs, [("std_file", "std_file")])])
     return wf

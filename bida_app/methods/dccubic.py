@@ -1,0 +1,98 @@
+"""Data-consistent cubic: cubic B-spline interpolation, then one exact projection onto the slices.
+
+The honest floor for any super-resolution method: nothing is learned, yet the result
+re-degrades exactly to the acquired slices. With ``A`` the slice operator (slice-profile
+convolution then slice sampling along the through-plane axis, FWHM = slice thickness),
+
+.. math:: x \\leftarrow x_{cubic} + A^{+}(y - A x_{cubic}),
+
+the orthogonal projection of the cubic estimate onto ``{x : A x = y}``. It keeps what the
+cubic estimate has in the null space of ``A`` and replaces its range-space part by the data.
+"""
+
+from __future__ import annotations
+
+import nibabel as nib
+import numpy as np
+
+from ..physics import SliceGeometry, SliceOperator
+from .cubic import cubic_super_resolve
+
+
+def project_onto_slices(
+    x: np.ndarray, y: np.ndarray, geom: SliceGeometry, profile: str = "gaussian"
+) -> tuple[np.ndarray, float]:
+    """``x + A⁺(y − A x)`` on the HR grid of ``geom``, and the relative residual afterwards.
+
+    Parameters
+    ----------
+    x : ndarray
+        Estimate on the HR grid (``geom.hr_shape(y.shape)``).
+    y : ndarray
+        Acquired slices.
+    geom : SliceGeometry
+        Where the slices sit on the HR grid.
+    profile : str
+        Slice-profile kind of ``A`` (FWHM = ``geom.thickness_mm``).
+
+    Returns
+    -------
+    ndarray, float64
+        The projected estimate.
+    float
+        ``‖A x − y‖ / ‖y‖`` after the projection (rounding level).
+
+    Examples
+    --------
+    >>> geom = SliceGeometry.from_lr(0, 4, 1.0, 1.0, 0.25)
+    >>> y = np.random.default_rng(0).random((4, 3))
+    >>> x, r = project_onto_slices(np.zeros((16, 3)), y, geom)
+    >>> x.shape, r < 1e-10
+    ((16, 3), True)
+    """
+    op = SliceOperator.from_geometry(geom, profile)
+    y = np.asarray(y, np.float64)
+    out = op.consistency(np.asarray(x, np.float64), y)
+    return out, relative_residual(op(out), y)
+
+
+def relative_residual(ax: np.ndarray, y: np.ndarray) -> float:
+    """``‖A x − y‖ / ‖y‖`` (0 for an all-zero ``y`` that is matched exactly)."""
+    return float(np.linalg.norm(ax - y) / max(float(np.linalg.norm(y)), 1e-12))
+
+
+def dc_cubic_super_resolve(
+    img: nib.Nifti1Image,
+    through_axis: int,
+    thickness_mm: float,
+    target_mm: float,
+    profile: str = "gaussian",
+) -> tuple[nib.Nifti1Image, SliceGeometry, float]:
+    """Cubic interpolation of ``img`` along ``through_axis``, projected onto its slices.
+
+    Parameters
+    ----------
+    img : nibabel.Nifti1Image
+        Thick-slice image.
+    through_axis : int
+        Voxel axis of the through-plane direction.
+    thickness_mm, target_mm : float
+        Slice thickness (FWHM of the profile) and output through-plane voxel size.
+    profile : str
+        Slice-profile kind assumed for ``A``.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The data-consistent estimate (float32) on the cubic method's grid.
+    SliceGeometry
+        Its through-plane geometry.
+    float
+        Relative data-consistency residual of the float64 result.
+    """
+    cubic, geom = cubic_super_resolve(img, through_axis, thickness_mm, target_mm)
+    y = np.asarray(img.dataobj, dtype=np.float64)
+    x, resid = project_onto_slices(np.asarray(cubic.dataobj, np.float64), y, geom, profile)
+    out = nib.Nifti1Image(x.astype(np.float32), cubic.affine, header=cubic.header)
+    out.set_data_dtype(np.float32)
+    return out, geom, resid
