@@ -202,7 +202,8 @@ def cpu_workers(device: torch.device, jobs: int) -> tuple[int, int]:
     CPU it is spent on concurrent jobs first, one thread each, and only the rest on threads
     inside each job: small convolutions scale poorly over OpenMP threads, and on a shared
     machine OpenMP teams stall whenever one of their threads is descheduled, while
-    independent jobs do not wait for each other. CUDA runs the jobs one after the other.
+    independent jobs do not wait for each other. CUDA runs the jobs one after the other and
+    leaves the thread count alone.
 
     Returns
     -------
@@ -211,14 +212,14 @@ def cpu_workers(device: torch.device, jobs: int) -> tuple[int, int]:
     Examples
     --------
     >>> import torch
-    >>> cpu_workers(torch.device("cuda:1"), 2)
-    (1, 1)
+    >>> cpu_workers(torch.device("cuda:1"), 2) == (1, torch.get_num_threads())
+    True
     """
     import torch
 
-    if device.type != "cpu":
-        return 1, 1
     budget = max(1, torch.get_num_threads())
+    if device.type != "cpu":
+        return 1, budget
     workers = max(1, min(budget, int(jobs)))
     return workers, max(1, budget // workers)
 
