@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import IntEnum
 
 
@@ -42,3 +43,34 @@ class BadDataError(BidaError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, ExitCode.BAD_DATA)
+
+
+class InputErrors(BidaError):
+    """Every problem found while checking the inputs up front, one line each.
+
+    The exit code is that of the first problem.
+
+    Parameters
+    ----------
+    errors : list of BidaError
+        The problems, in the order found (at least one).
+    """
+
+    def __init__(self, errors: list[BidaError]) -> None:
+        super().__init__("\n".join(str(e) for e in errors), errors[0].code)
+        self.errors = list(errors)
+
+
+def raise_collected(errors: list[BidaError]) -> None:
+    """Raise the one error, or :class:`InputErrors` for several; nothing if none."""
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        raise InputErrors(errors)
+
+
+def report_error(message: str) -> None:
+    """Print an error to stderr, one line per problem (not through logging: always shown)."""
+    for line in str(message).splitlines() or [""]:
+        sys.stderr.write(f"bida: error: {line}\n")
+    sys.stderr.flush()

@@ -139,7 +139,7 @@ def test_slice_centres_keep_world_position(demo_run):
                 assert np.corrcoef(sl_hr, sl_lr)[0, 1] > 0.9
 
 
-def _acquired_residual(lr_path: Path, sr_path: Path, profile: str = "gaussian") -> float:
+def _acquired_residual(lr_path: Path, sr_path: Path, profile: str) -> float:
     """``‖A x − y‖ / ‖y‖`` of a derivative against the raw (acquired) slices."""
     from bida_app.preprocess.restore import slice_operator
 
@@ -168,14 +168,15 @@ def test_default_output_is_faithful_to_the_acquired_slices(demo_run):
         meta = json.loads(
             main_img.with_name(main_img.name.replace(".nii.gz", ".json")).read_text()
         )
+        profile = meta["MethodParameters"]["SliceProfile"]
+        assert profile == "slr"  # the default forward model (README: slice profile)
         # float32 storage: rounding level against the raw slices, N4 or not
-        assert _acquired_residual(lr_path, main_img) < 1e-5
+        assert _acquired_residual(lr_path, main_img, profile) < 1e-5
         assert meta["DataConsistencyResidual"] < 1e-10
         assert meta["DataConsistencyReference"].startswith("acquired")
         assert meta["BiasFieldReapplied"] is True
-        assert meta["MethodParameters"]["SliceProfile"] == "gaussian"
         # the demo's bias field is real: the corrected image is not data-consistent with y
-        assert _acquired_residual(lr_path, corrected) > 1e-3
+        assert _acquired_residual(lr_path, corrected, profile) > 1e-3
         b = np.asarray(nib.load(field).dataobj)
         assert b.shape == nib.load(main_img).shape and b.min() > 0
         c, x = (np.asarray(nib.load(f).dataobj, np.float64) for f in (corrected, main_img))
@@ -379,7 +380,12 @@ def test_version_from_file():
 def test_slice_profile_choices_match_the_physics():
     """The participant parser spells the profile kinds out; they must be the physics' ones."""
     from bida_app.cli.parser import build_parser
+    from bida_app.config import DEFAULT_SLICE_PROFILE, RunConfig
     from bida_app.physics.profiles import PROFILE_KINDS
 
     action = next(a for a in build_parser()._actions if a.dest == "slice_profile")
-    assert set(action.choices) == set(PROFILE_KINDS) and action.default == PROFILE_KINDS[0]
+    assert set(action.choices) == set(PROFILE_KINDS)
+    assert (
+        action.default == DEFAULT_SLICE_PROFILE == RunConfig("b", "o", "participant").slice_profile
+    )
+    assert DEFAULT_SLICE_PROFILE in PROFILE_KINDS

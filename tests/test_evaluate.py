@@ -338,6 +338,8 @@ def test_tiny_bida_model_runs_with_data_consistency(tmp_path: Path) -> None:
             "5",
             "--profile",
             "gaussian",
+            "--recon-profile",
+            "gaussian",
             "--steps",
             "2",
             "--device",
@@ -358,7 +360,7 @@ def test_dccubic_is_consistent_and_beats_cubic_with_the_matched_profile(tmp_path
     pipeline's N4 on, the field is put back before the projection onto the acquired slices."""
     vol = _phantom_file(tmp_path / "ph.nii.gz", seed=5)
     args = [str(vol), "--methods", "cubic", "dccubic", "--scales", "5", "--profile", "gaussian"]
-    args += ["--no-cdsc", "--no-progress"]
+    args += ["--recon-profile", "gaussian", "--no-cdsc", "--no-progress"]
     assert main([*args[:1], str(tmp_path / "out"), *args[1:]]) == 0
     df = pd.read_csv(tmp_path / "out" / "results.csv").set_index("method")
     assert df.loc["dccubic", "residual"] < 1e-6 and df.loc["cubic", "residual"] > 1e-3
@@ -418,7 +420,8 @@ def test_bida_self_fits_a_prior_per_volume_and_needs_no_weights(tmp_path: Path) 
     """bida-self: scan-adaptive prior (3 steps, meaningless scores), exact data consistency."""
     vol = _phantom_file(tmp_path / "ph.nii.gz", seed=4)
     args = [str(vol), str(tmp_path / "out"), "--methods", "bida-self", "cubic"]
-    args += ["--scales", "5", "--profile", "gaussian", "--steps", "2", "--device", "cpu"]
+    args += ["--scales", "5", "--profile", "gaussian", "--recon-profile", "gaussian"]
+    args += ["--steps", "2", "--device", "cpu"]
     args += ["--self-prior-steps", "3", "--no-cdsc", "--no-progress"]
     assert main(args) == 0
     df = pd.read_csv(tmp_path / "out" / "results.csv").set_index("method")

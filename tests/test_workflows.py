@@ -212,6 +212,8 @@ def test_bida_every_axis_world_space_and_consistency(three_axes, tiny_weights, t
         "--no_n4",
         "--target_resolution",
         "0.2",
+        "--slice_profile",
+        "gaussian",
     ]
     assert main(args) == 0
     errors = _slice_centre_errors(three_axes, out, "bida")

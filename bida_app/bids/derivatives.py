@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from .. import __version__
-from ..utils.io import write_json
+from ..utils.io import write_json, write_text
 
 CODE_URL = "https://github.com/bida-app/bida"
 BIDS_VERSION = "1.9.0"
@@ -101,7 +101,7 @@ def write_dataset_description(out_dir: Path, bids_dir: Path) -> Path:
     ignore = out_dir / ".bidsignore"
     lines = set(ignore.read_text().split()) if ignore.exists() else set()
     if not set(BIDSIGNORE) <= lines:
-        ignore.write_text("\n".join(sorted(lines | set(BIDSIGNORE))) + "\n")
+        write_text(ignore, "\n".join(sorted(lines | set(BIDSIGNORE))) + "\n")
     return path
 
 

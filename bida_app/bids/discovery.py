@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import math
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 
-from ..errors import BidaError, ExitCode
-from ..utils.nifti import RODENT_MAX_INPLANE_MM, voxel_sizes
+from ..errors import BidaError, ExitCode, raise_collected
+from ..utils.nifti import RODENT_MAX_INPLANE_MM, check_header, voxel_sizes
 
 LOGGER = logging.getLogger(__name__)
 #: RAS names of the world axes, indexed by the axis of ``nib.aff2axcodes``.
@@ -97,32 +101,61 @@ class T2wRun:
 def describe_run(
     path: Path, bids_root: Path, entities: dict, metadata: dict, header_scale: float = 1.0
 ) -> T2wRun:
-    """Read the header (not the data) of one run and describe its slice geometry."""
-    from ..errors import BadDataError
+    """Check the header (not the data) of one run and describe its slice geometry.
 
-    try:
-        img = nib.load(str(path))
-        shape = tuple(int(s) for s in img.shape)
-        affine = img.affine * np.array([[header_scale]] * 3 + [[1.0]])
-    except Exception as exc:
-        raise BadDataError(f"{path}: cannot read NIfTI header ({exc})") from exc
+    Raises
+    ------
+    BidaError
+        From :func:`bida_app.utils.nifti.check_header` (exit 65/66), naming the file.
+    """
+    img, warnings = check_header(path, header_scale=header_scale)
+    shape = tuple(int(s) for s in img.shape[:3])
+    affine = img.affine * np.array([[header_scale]] * 3 + [[1.0]])
     zooms = tuple(round(float(z), 6) for z in voxel_sizes(affine))
     through = int(np.argmax(zooms))
     codes = nib.aff2axcodes(affine)
-    warnings = []
     inplane = [z for i, z in enumerate(zooms) if i != through]
-    if min(inplane) > RODENT_MAX_INPLANE_MM:
-        msg = (
+    if min(inplane) >= RODENT_MAX_INPLANE_MM:
+        warnings.append(
             f"in-plane voxel size {min(inplane):.3g} mm is implausible for rodent MRI "
             "(header scaled x10?); consider --header_scale 0.1"
         )
-        LOGGER.warning("%s: %s", path.name, msg)
-        warnings.append(msg)
-    thickness = metadata.get("SliceThickness")
-    if isinstance(thickness, (int, float)) and thickness > 0:
-        thickness_mm, source = float(thickness) * header_scale, "sidecar"
-    else:
-        thickness_mm, source = zooms[through], "assumed equal to spacing"
+    for msg in warnings:
+        LOGGER.warning("%s: %s", path, msg)
+    thickness_mm, source = zooms[through], "assumed equal to spacing"
+    own = path.with_name(path.name.split(".")[0] + ".json")
+    sidecar = own if own.is_file() else f"the sidecar metadata of {path}"
+    if "SliceThickness" in metadata:
+        value = metadata["SliceThickness"]
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        try:
+            mm = float(value) if number else math.nan
+        except OverflowError:  # a huge JSON integer
+            mm = math.inf
+        if math.isfinite(mm) and mm > 0:
+            thickness_mm, source = mm * header_scale, "sidecar"
+            ratio = thickness_mm / zooms[through]
+            if not 0.1 <= ratio <= 10:
+                LOGGER.warning(
+                    "%s: SliceThickness %r is %.3g times the slice spacing %g mm of %s "
+                    "(units, or a x10 header?)",
+                    sidecar,
+                    value,
+                    ratio,
+                    zooms[through],
+                    path.name,
+                )
+                warnings.append(f"sidecar SliceThickness {value!r} far from the slice spacing")
+        else:
+            LOGGER.warning(
+                "%s: SliceThickness %r is not a positive number of mm; using the slice "
+                "spacing %g mm of %s",
+                sidecar,
+                value,
+                zooms[through],
+                path.name,
+            )
+            warnings.append(f"sidecar SliceThickness {value!r} ignored (not a positive number)")
     return T2wRun(
         path=path,
         relpath=path.relative_to(bids_root).as_posix(),
@@ -140,28 +173,109 @@ def describe_run(
 
 
 def index_dataset(bids_dir: Path, *, validate: bool, database_path: Path | None = None):
-    """Index ``bids_dir`` with pybids; raise :class:`BidaError` for non-BIDS folders."""
+    """Index ``bids_dir`` with pybids; raise :class:`BidaError` (one line) if it is not BIDS."""
     from bids import BIDSLayout
     from bids.exceptions import BIDSValidationError
 
-    if not bids_dir.is_dir():
+    check_dataset_description(bids_dir, validate=validate)
+    try:
+        return BIDSLayout(str(bids_dir), validate=validate, database_path=database_path)
+    except BIDSValidationError as exc:
+        raise BidaError(
+            f"{bids_dir}: BIDS validation failed ({one_line(exc)})", ExitCode.BIDS_INVALID
+        ) from exc
+    except PermissionError as exc:
+        raise BidaError(
+            f"{exc.filename or bids_dir}: cannot read (permission denied)", ExitCode.MISSING_INPUT
+        ) from exc
+    except Exception as exc:  # malformed JSON and the like
+        named = _JSON_FILE_RE.search(str(exc))
+        bad = Path(named[1]) if named else _first_bad_json(bids_dir)
+        if bad is not None:
+            raise BidaError(f"{bad}: {_json_problem(bad)}", ExitCode.BAD_DATA) from exc
+        raise BidaError(
+            f"{bids_dir}: cannot index the dataset ({one_line(exc)})", ExitCode.BIDS_INVALID
+        ) from exc
+
+
+#: How pybids names the JSON file it could not decode.
+_JSON_FILE_RE = re.compile(r"filename='([^']+)'")
+
+
+def check_bids_root(bids_dir: Path) -> None:
+    """Refuse a ``bids_dir`` that is missing, not a directory or unreadable (exit 66)."""
+    if not bids_dir.exists():
         raise BidaError(f"{bids_dir}: BIDS directory does not exist", ExitCode.MISSING_INPUT)
-    if not (bids_dir / "dataset_description.json").is_file():
+    if not bids_dir.is_dir():
+        raise BidaError(
+            f"{bids_dir}: is not a directory (expected the root of a BIDS dataset)",
+            ExitCode.MISSING_INPUT,
+        )
+    if not os.access(bids_dir, os.R_OK | os.X_OK):
+        raise BidaError(f"{bids_dir}: cannot read (permission denied)", ExitCode.MISSING_INPUT)
+
+
+def check_dataset_description(bids_dir: Path, *, validate: bool) -> None:
+    """Refuse a missing or non-directory ``bids_dir`` and check ``dataset_description.json``.
+
+    A missing file is exit 16; an invalid one is exit 16 too, or only a warning with
+    ``--skip_bids_validator`` (``validate=False``).
+    """
+    check_bids_root(bids_dir)
+    path = bids_dir / "dataset_description.json"
+    if not path.is_file():
         raise BidaError(
             f"{bids_dir}: not a BIDS dataset (dataset_description.json is missing)",
             ExitCode.BIDS_INVALID,
         )
     try:
-        return BIDSLayout(str(bids_dir), validate=validate, database_path=database_path)
-    except BIDSValidationError as exc:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
         raise BidaError(
-            f"{bids_dir}: BIDS validation failed ({exc})", ExitCode.BIDS_INVALID
+            f"{path}: cannot read ({exc.strerror or exc})", ExitCode.MISSING_INPUT
         ) from exc
-    except Exception as exc:  # malformed JSON and the like
-        reason = str(exc).splitlines()[0]
+    try:
+        desc = json.loads(text)
+        problem = "" if isinstance(desc, dict) else "not a JSON object"
+        if not problem and "BIDSVersion" not in desc:
+            problem = "the required field BIDSVersion is missing"
+    except ValueError:
+        problem = _json_problem(path)
+    if not problem:
+        return
+    if validate:
         raise BidaError(
-            f"{bids_dir}: cannot index the dataset ({reason})", ExitCode.BIDS_INVALID
-        ) from exc
+            f"{path}: {problem} (use --skip_bids_validator to go on anyway)",
+            ExitCode.BIDS_INVALID,
+        )
+    LOGGER.warning("%s: %s (ignored: --skip_bids_validator)", path, problem)
+
+
+def _json_problem(path: Path) -> str:
+    """Why the sidecar ``path`` is unusable, in a few words ("" if it is a JSON object)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as exc:
+        return f"not valid JSON ({one_line(exc)})"
+    except OSError as exc:
+        return f"cannot read ({exc.strerror or exc})"
+    return "" if isinstance(data, dict) else f"not a JSON object ({type(data).__name__})"
+
+
+def _first_bad_json(bids_dir: Path) -> Path | None:
+    """The first JSON file pybids would index that is not a readable JSON object."""
+    for path in sorted(bids_dir.rglob("*.json")):
+        parts = path.relative_to(bids_dir).parts
+        if any(p.startswith(".") or p in ("derivatives", "sourcedata", "code") for p in parts):
+            continue
+        if _json_problem(path):
+            return path
+    return None
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message folded into one line."""
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def select_t2w_runs(
@@ -176,7 +290,8 @@ def select_t2w_runs(
     Raises
     ------
     BidaError
-        Unknown participant or session label, or nothing selected (exit 18).
+        Unknown participant or session label, or nothing selected (exit 18); a bad header
+        (exit 65/66; :class:`~bida_app.errors.InputErrors` listing every bad run).
     """
     root = Path(layout.root)
     subjects = sorted(layout.get_subjects())
@@ -201,14 +316,20 @@ def select_t2w_runs(
             + ")",
             ExitCode.NO_DATA,
         )
-    runs = []
+    runs, errors = [], []
     for bf in sorted(files, key=lambda f: f.path):
         entities = {
             k: v
             for k, v in bf.get_entities().items()
             if k not in ("suffix", "extension", "datatype")
         }
-        runs.append(describe_run(Path(bf.path), root, entities, bf.get_metadata(), header_scale))
+        try:
+            runs.append(
+                describe_run(Path(bf.path), root, entities, bf.get_metadata(), header_scale)
+            )
+        except BidaError as exc:
+            errors.append(exc)
+    raise_collected(errors)
     return runs
 
 

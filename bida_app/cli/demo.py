@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .parser import BidaArgumentParser
+from .parser import BidaArgumentParser, HelpFormatter
 
 LOGGER = logging.getLogger("bida")
 
@@ -14,7 +14,11 @@ LOGGER = logging.getLogger("bida")
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida demo-data``."""
     p = BidaArgumentParser(
-        prog="bida demo-data", description="Write a small synthetic rat BIDS dataset (phantoms)."
+        prog="bida demo-data",
+        description="Write a small synthetic rat BIDS dataset (phantoms).",
+        epilog="example:\n"
+        "  bida demo-data demo/bids --small && bida demo/bids demo/out participant",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("out_dir", type=Path, help="folder to create")
     p.add_argument(

@@ -49,6 +49,7 @@ def _count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida evaluate`` (usage errors exit 64)."""
+    from ..config import DEFAULT_SLICE_PROFILE
     from ..evaluation.harness import DEFAULT_METHODS, METHODS
     from ..evaluation.skullstrip import SPECIES
     from ..physics.profiles import PROFILE_KINDS
@@ -123,10 +124,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--bida-profile",
         dest="recon_profile",
         choices=PROFILE_KINDS,
-        default="gaussian",
+        default=DEFAULT_SLICE_PROFILE,
         help="slice profile of the forward model A that dccubic, BiDA and the final "
-        "projection assume (default: gaussian); differs from --profile to measure a "
-        "profile mismatch",
+        "projection assume (default: slr, as bida participant); differs from --profile to "
+        "measure a profile mismatch",
     )
     p.add_argument(
         "--no-n4",

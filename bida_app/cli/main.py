@@ -7,7 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
-from ..errors import BidaError
+from ..errors import BidaError, ExitCode, report_error
 
 LOGGER = logging.getLogger("bida")
 
@@ -33,30 +33,39 @@ def setup_logging(verbosity: int) -> None:
     logging.getLogger("bida_app").setLevel(level)
 
 
-def report_error(message: str) -> None:
-    """Print a one-line error to stderr (not through logging, so it is always shown)."""
-    sys.stderr.write(f"bida: error: {message}\n")
-    sys.stderr.flush()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run ``bida``; return (and, as a console script, exit with) the exit code."""
+    as_process = argv is None  # the console script, not a call from Python (tests)
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv and argv[0] in COMMANDS:
             setup_logging(0)
             module = importlib.import_module(COMMANDS[argv[0]])
             return int(module.main(argv[1:]))
-        return _bids_app(argv)
+        return _bids_app(argv, handle_signals=as_process)
     except BidaError as exc:
         report_error(str(exc))
         return int(exc.code)
     except KeyboardInterrupt:
-        LOGGER.error("interrupted")
+        report_error("interrupted (SIGINT)")
         return 130
+    except OSError as exc:  # disk full, I/O error, permissions on a file bida writes
+        where = f"{exc.filename}: " if exc.filename else ""
+        report_error(f"{where}{exc.strerror or exc} (I/O error)")
+        return int(ExitCode.IO_ERROR)
+    except MemoryError:
+        report_error("out of memory (lower --nprocs, or give the run more memory)")
+        return int(ExitCode.FAILURE)
+    except Exception as exc:  # a bug: one line, the traceback only with -v
+        LOGGER.debug("unexpected error", exc_info=True)
+        report_error(
+            f"unexpected {type(exc).__name__}: {' '.join(str(exc).split())} "
+            "(run with -v for the traceback)"
+        )
+        return int(ExitCode.FAILURE)
 
 
-def _bids_app(argv: list[str]) -> int:
+def _bids_app(argv: list[str], *, handle_signals: bool = False) -> int:
     from ..config import RunConfig
     from ..device import available_cpus, default_omp_nthreads
     from .parser import build_parser
@@ -99,6 +108,10 @@ def _bids_app(argv: list[str]) -> int:
         reports_only=args.reports_only,
         verbosity=args.verbosity,
     )
+    if handle_signals:
+        from . import signals
+
+        signals.install()
     if cfg.analysis_level == "participant":
         from .participant import run_participant, runtime_env
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BidaError, ExitCode
-from .parser import BidaArgumentParser
+from .parser import BidaArgumentParser, HelpFormatter
 
 LOGGER = logging.getLogger("bida")
 
@@ -146,6 +146,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = BidaArgumentParser(
         prog="bida models",
         description="Show and check the installed BiDA plane priors.",
+        epilog="examples:\n  bida models list\n  bida models info coronal\n"
+        "  bida models verify --weights my_priors",
+        formatter_class=HelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=BidaArgumentParser)
 

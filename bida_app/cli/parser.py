@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from .. import __version__
-from ..config import DEFAULT_METHOD, METHODS
+from ..config import DEFAULT_METHOD, DEFAULT_SLICE_PROFILE, METHODS
 from ..device import available_cpus, check_device_spec
 from ..errors import BidaError, ExitCode
 
@@ -18,15 +19,13 @@ class BidaArgumentParser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors exit with code 64 and a one-line message."""
 
     def error(self, message: str):  # type: ignore[override]
-        self.print_usage(sys.stderr)
-        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
         raise SystemExit(int(ExitCode.USAGE))
 
     def parse_args(self, args=None, namespace=None):  # type: ignore[override]
         ns = super().parse_args(args, namespace)
         level = getattr(ns, "analysis_level", None)
         if level is not None and level not in ANALYSIS_LEVELS:
-            self.print_usage(sys.stderr)
             sys.stderr.write(
                 f"{self.prog}: error: unknown analysis level {level!r} "
                 f"(choose from {', '.join(ANALYSIS_LEVELS)})\n"
@@ -35,10 +34,36 @@ class BidaArgumentParser(argparse.ArgumentParser):
         return ns
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows an option's default only where it says something: not for flags, not for
+    ``None``/empty defaults (their help explains what happens), not twice."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "%(default)" in text
+            or "default" in text
+            or action.option_strings == []
+            or action.nargs == 0
+            or default in (None, "", [], argparse.SUPPRESS)
+            or isinstance(default, bool)
+        ):
+            return text
+        return text + " (default: %(default)s)"
+
+
 def _positive_float(text: str) -> float:
-    value = float(text)
+    value = _finite_float(text)
     if not value > 0:
         raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
     return value
 
 
@@ -61,9 +86,16 @@ def build_parser() -> BidaArgumentParser:
     p = BidaArgumentParser(
         prog="bida",
         description="bida: zero-shot super-resolution of thick-slice rodent T2w MRI "
-        "(Biplanar DDNM Averaging). Other commands: bida demo-data | simulate | models | "
+        "(Biplanar DDNM Averaging).\nOther commands: bida demo-data | simulate | models | "
         "train | evaluate (run 'bida COMMAND -h').",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="examples:\n"
+        "  bida /data/bids /data/out participant --participant_label 01 02\n"
+        "  bida /data/bids /data/out participant --method bida --device cuda -w /scratch/w\n"
+        "  bida /data/bids /data/out group\n"
+        "exit codes: 0 ok, 1 failure, 16 BIDS invalid, 17 unknown level, 18 no data, "
+        "64 usage,\n65 bad data, 66 missing input, 73 cannot create output, 75 busy (another "
+        "run holds\nthe lock), 130/143 interrupted (docs/failure-modes.md).",
+        formatter_class=HelpFormatter,
     )
     p.add_argument("bids_dir", type=Path, help="root of the input BIDS dataset (read only)")
     p.add_argument("output_dir", type=Path, help="output folder (a BIDS derivatives dataset)")
@@ -90,27 +122,6 @@ def build_parser() -> BidaArgumentParser:
         metavar="LABEL",
         help="sessions to process (with or without 'ses-')",
     )
-    g.add_argument(
-        "--skip_bids_validator",
-        "--skip-bids-validator",
-        action="store_true",
-        help="do not validate the input dataset with pybids",
-    )
-    g.add_argument(
-        "--anisotropy_threshold",
-        "--anisotropy-threshold",
-        type=_positive_float,
-        default=1.5,
-        help="max/min voxel-size ratio above which a run is processed",
-    )
-    g.add_argument(
-        "--header_scale",
-        "--header-scale",
-        type=_positive_float,
-        default=1.0,
-        help="multiply voxel sizes by this factor (0.1 fixes x10 rodent headers)",
-    )
-
     g = p.add_argument_group("super-resolution")
     g.add_argument(
         "--method",
@@ -129,7 +140,7 @@ def build_parser() -> BidaArgumentParser:
         help="through-plane voxel size of the output (default: in-plane size)",
     )
     g.add_argument("--steps", type=_positive_int, default=16, help="DDIM steps (bida)")
-    g.add_argument("--eta", type=float, default=0.0, help="DDIM stochasticity (bida)")
+    g.add_argument("--eta", type=_finite_float, default=0.0, help="DDIM stochasticity (bida)")
     g.add_argument(
         "--n_samples",
         "--n-samples",
@@ -143,9 +154,10 @@ def build_parser() -> BidaArgumentParser:
         # physics.profiles.PROFILE_KINDS, spelled out to keep scipy out of `bida --help`
         # (tests/test_cli_participant.py checks the two agree)
         choices=["gaussian", "slr", "boxcar"],
-        default="gaussian",
-        help="slice profile of BiDA's forward model A (FWHM = slice thickness): gaussian as "
-        "in the paper, or the sequence's own shape when known",
+        default=DEFAULT_SLICE_PROFILE,
+        help="slice profile of the forward model A of dccubic, BiDA and the final projection "
+        "(FWHM = slice thickness): slr (flat top, default: robust when the true profile is "
+        "unknown), gaussian (the paper's model) or boxcar",
     )
     g.add_argument(
         "--null_shrinkage",
@@ -175,10 +187,29 @@ def build_parser() -> BidaArgumentParser:
         metavar="N",
         help="training steps per plane of --prior self (default: 1000 on CPU, 3000 on GPU)",
     )
+    g.add_argument("--seed", type=int, default=0, help="random seed")
+
+    g = p.add_argument_group("input headers and preprocessing")
+    g.add_argument(
+        "--anisotropy_threshold",
+        "--anisotropy-threshold",
+        type=_positive_float,
+        default=1.5,
+        metavar="R",
+        help="max/min voxel-size ratio above which a run is processed",
+    )
+    g.add_argument(
+        "--header_scale",
+        "--header-scale",
+        type=_positive_float,
+        default=1.0,
+        metavar="F",
+        help="multiply voxel sizes by this factor (0.1 fixes x10 rodent headers)",
+    )
+
     g.add_argument(
         "--no_n4", "--no-n4", dest="n4", action="store_false", help="skip N4 bias-field correction"
     )
-    g.add_argument("--seed", type=int, default=0, help="random seed")
 
     g = p.add_argument_group("resources and execution")
     g.add_argument(
@@ -240,6 +271,8 @@ def build_parser() -> BidaArgumentParser:
         action="store_true",
         help="stop at the first failing node",
     )
+
+    g = p.add_argument_group("outputs")
     g.add_argument("--overwrite", action="store_true", help="recompute existing outputs")
     g.add_argument(
         "--reports_only",
@@ -249,6 +282,12 @@ def build_parser() -> BidaArgumentParser:
     )
 
     g = p.add_argument_group("other")
+    g.add_argument(
+        "--skip_bids_validator",
+        "--skip-bids-validator",
+        action="store_true",
+        help="do not validate the input dataset with pybids",
+    )
     g.add_argument(
         "-v",
         "--verbose",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +13,12 @@ from .. import __version__
 from ..bids.derivatives import derivative_path, write_dataset_description
 from ..bids.discovery import T2wRun, index_dataset, select_t2w_runs
 from ..config import RunConfig
-from ..errors import BidaError, ExitCode
+from ..errors import BidaError, ExitCode, raise_collected, report_error
+from ..utils import lock
+from ..utils.io import remove_stale_temporaries
+from ..utils.lock import RunLocks
+from .signals import on_interrupt
+from .validate import check_options, check_paths, make_dirs
 
 LOGGER = logging.getLogger("bida")
 
@@ -26,38 +31,7 @@ class RunOutcome:
     status: str  # "done", "skipped-isotropic", "skipped-existing", "failed"
     message: str = ""
     code: int = 0
-
-
-def check_paths(cfg: RunConfig) -> tuple[Path, Path, Path]:
-    """Resolve bids/output/work dirs and refuse unsafe combinations (exit 64/66/73)."""
-    bids_dir = Path(cfg.bids_dir).resolve()
-    out_dir = Path(cfg.output_dir).resolve()
-    work_dir = Path(cfg.work_dir).resolve() if cfg.work_dir else out_dir / "work"
-    if not bids_dir.is_dir():
-        raise BidaError(f"{bids_dir}: BIDS directory does not exist", ExitCode.MISSING_INPUT)
-    if out_dir == bids_dir:
-        raise BidaError(f"{out_dir}: output_dir must not be the BIDS directory", ExitCode.USAGE)
-    for label, path in (("output_dir", out_dir), ("work_dir", work_dir)):
-        if bids_dir in path.parents and (bids_dir / "derivatives") not in [path, *path.parents]:
-            raise BidaError(
-                f"{path}: {label} is inside the BIDS directory; only "
-                f"{bids_dir / 'derivatives'} may hold outputs",
-                ExitCode.USAGE,
-            )
-    for path in (out_dir, work_dir):
-        _ensure_writable(path)
-    return bids_dir, out_dir, work_dir
-
-
-def _ensure_writable(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".bida-write-test"):
-            pass
-    except OSError as exc:
-        raise BidaError(
-            f"{path}: cannot create or write ({exc.strerror or exc})", ExitCode.CANT_CREATE
-        ) from exc
+    error: BidaError | None = None
 
 
 def needs_sr(run: T2wRun, threshold: float) -> bool:
@@ -66,33 +40,62 @@ def needs_sr(run: T2wRun, threshold: float) -> bool:
 
 
 def run_participant(cfg: RunConfig) -> int:
-    """Run the participant level; return the process exit code."""
+    """Run the participant level; return the process exit code.
+
+    Every input is checked before anything is written (paths, options, headers, sidecars,
+    data); then the selected participants are locked (in the output and the work folder),
+    temporaries an interrupted run left behind are removed, and the workflow runs.
+    """
     bids_dir, out_dir, work_dir = check_paths(cfg)
+    check_options(cfg)
     if cfg.reports_only:
         from ..reports.regenerate import regenerate_reports
 
         regenerate_reports(out_dir, bids_dir, cfg.participant_label or None, work_dir=work_dir)
         return int(ExitCode.OK)
-    try:
-        layout = index_dataset(bids_dir, validate=not cfg.skip_bids_validator)
-        runs = select_t2w_runs(
-            layout,
-            participant_label=cfg.participant_label,
-            session_label=cfg.session_label,
-            header_scale=cfg.header_scale,
+    layout = index_dataset(bids_dir, validate=not cfg.skip_bids_validator)
+    runs = select_t2w_runs(
+        layout,
+        participant_label=cfg.participant_label,
+        session_label=cfg.session_label,
+        header_scale=cfg.header_scale,
+    )
+    subjects = sorted({f"sub-{run.entities['subject']}" for run in runs})
+    locks = run_locks(out_dir, work_dir, subjects)
+    for path, what in locks:  # refuse at once if another run holds one (nothing created)
+        lock.probe(path, what)
+    outcomes = [_triage(run, cfg, out_dir) for run in runs]
+    raise_collected([o.error for o in outcomes if o.error is not None])
+    todo = [o for o in outcomes if o.status == "todo"]
+    if todo and cfg.method == "bida":
+        check_weights(cfg, [o.run for o in todo])
+    make_dirs(out_dir, work_dir)
+    with RunLocks(locks):
+        on_interrupt(
+            "temporaries", lambda: remove_stale_temporaries(out_dir, subjects, skip=[work_dir])
         )
-        cfg.to_toml(work_dir / "config.toml")
-        outcomes = [_triage(run, cfg, out_dir) for run in runs]
-        todo = [o for o in outcomes if o.status == "todo"]
-        if todo and cfg.method == "bida":
-            check_weights(cfg, [o.run for o in todo])
-        if todo:
-            _run_workflow(todo, cfg, out_dir, work_dir)
-        write_status(out_dir, outcomes)
-        _write_reports(out_dir, outcomes)
-    finally:
-        write_dataset_description(out_dir, bids_dir)
+        for path in remove_stale_temporaries(out_dir, subjects, skip=[work_dir]):
+            LOGGER.info("removed %s, left behind by an interrupted run", path)
+        try:
+            cfg.to_toml(work_dir / "config.toml")
+            if todo:
+                _run_workflow(todo, cfg, out_dir, work_dir)
+            write_status(out_dir, outcomes)
+            _write_reports(out_dir, outcomes)
+        finally:
+            write_dataset_description(out_dir, bids_dir)
     return _summarise(outcomes)
+
+
+def run_locks(out_dir: Path, work_dir: Path, subjects: list[str]) -> list[tuple[Path, str]]:
+    """The locks of a run: each participant in the output folder and in the work folder.
+
+    Runs on different participants may share both folders (SLURM arrays); two runs on the
+    same participant would corrupt each other's Nipype nodes, reports and derivatives.
+    """
+    return [(out_dir / f".{s}.bida.lock", f"{s} in {out_dir}") for s in subjects] + [
+        (work_dir / f".{s}.bida.lock", f"{s} in the work directory {work_dir}") for s in subjects
+    ]
 
 
 def _write_reports(out_dir: Path, outcomes: list[RunOutcome]) -> None:
@@ -107,16 +110,27 @@ def _write_reports(out_dir: Path, outcomes: list[RunOutcome]) -> None:
 
 
 def write_status(out_dir: Path, outcomes: list[RunOutcome]) -> Path:
-    """Merge this run's outcomes into ``logs/bida_status.json`` (read by the group level)."""
+    """Merge this run's outcomes into ``logs/bida_status.json`` (read by the group level).
+
+    Participant runs sharing the output folder (one SLURM array task each) merge in turn.
+    """
     import json
 
     from ..utils.io import write_json
+    from ..utils.lock import dir_lock
 
     path = out_dir / "logs" / "bida_status.json"
-    try:
-        entries = {e["run"]: e for e in json.loads(path.read_text())}
-    except (OSError, ValueError, KeyError, TypeError):
-        entries = {}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with dir_lock(path.parent):
+        try:
+            entries = {e["run"]: e for e in json.loads(path.read_text())}
+        except (OSError, ValueError, KeyError, TypeError):
+            entries = {}
+        _merge_status(entries, outcomes)
+        return write_json(path, sorted(entries.values(), key=lambda e: e["run"]))
+
+
+def _merge_status(entries: dict, outcomes: list[RunOutcome]) -> None:
     for o in outcomes:
         entries[o.run.relpath] = {
             "run": o.run.relpath,
@@ -127,7 +141,6 @@ def write_status(out_dir: Path, outcomes: list[RunOutcome]) -> Path:
             "code": o.code,
             "version": __version__,
         }
-    return write_json(path, sorted(entries.values(), key=lambda e: e["run"]))
 
 
 def check_weights(cfg: RunConfig, runs: list[T2wRun]) -> None:
@@ -164,7 +177,7 @@ def _triage(run: T2wRun, cfg: RunConfig, out_dir: Path) -> RunOutcome:
     try:
         load_volume(run.path, header_scale=cfg.header_scale)
     except BidaError as exc:
-        return RunOutcome(run, "failed", str(exc), int(exc.code))
+        return RunOutcome(run, "failed", str(exc), int(exc.code), error=exc)
     LOGGER.info(
         "%s: %s through-plane, %.3g mm slices (%s), %.3g mm spacing -> %s",
         run.label,
@@ -192,8 +205,11 @@ def _run_workflow(todo: list[RunOutcome], cfg: RunConfig, out_dir: Path, work_di
             outcome.status = "done"
         else:
             outcome.status = "failed"
-            outcome.code = int(ExitCode.FAILURE)
-            outcome.message = f"{outcome.run.path}: {crash_message(out_dir, run_wf_name(info))}"
+            crash = crash_message(out_dir, run_wf_name(info))
+            bad_data = "bida_app.errors.BadDataError: " in crash
+            outcome.code = int(ExitCode.BAD_DATA if bad_data else ExitCode.FAILURE)
+            crash = re.sub(r"bida_app\.errors\.\w+: ", "", crash)  # ours speak for themselves
+            outcome.message = f"{outcome.run.path}: {crash}"
 
 
 def _summarise(outcomes: list[RunOutcome]) -> int:
@@ -208,8 +224,6 @@ def _summarise(outcomes: list[RunOutcome]) -> int:
     failed = [o for o in outcomes if o.status == "failed"]
     if not failed:
         return int(ExitCode.OK)
-    from .main import report_error
-
     for o in failed:
         report_error(o.message)
     return failed[0].code or int(ExitCode.FAILURE)

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import BidaError
-from .parser import BidaArgumentParser
+from .parser import BidaArgumentParser, HelpFormatter
 
 LOGGER = logging.getLogger("bida")
 
@@ -94,7 +94,10 @@ def build_parser() -> argparse.ArgumentParser:
             description="Simulate thick-slice acquisitions from isotropic T2w volumes: "
             "convolve with the slice profile along one axis and sample at the slice spacing. "
             "Writes the LR volume with a correct header and a JSON sidecar of the parameters.",
-            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+            epilog="examples:\n"
+            "  bida simulate hr_T2w.nii.gz lr_T2w.nii.gz --thickness 0.5 --axis AP\n"
+            "  bida simulate iso_bids/ thick_bids/ --thickness 1.0 --spacing 1.2 --axis SI",
+            formatter_class=HelpFormatter,
         )
     )
 

@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import BidaError
-from .parser import BidaArgumentParser
+from .parser import BidaArgumentParser, HelpFormatter
 
 LOGGER = logging.getLogger("bida")
 
@@ -48,7 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a 2D diffusion prior (flow prediction) for one slice plane on "
         "isotropic T2w volumes, with the workflow's preprocessing. The output folder works "
         "as --weights DIR of the participant run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        epilog="examples:\n"
+        "  bida train iso_bids/ --plane axial --out my_weights --steps 20000\n"
+        "  bida train iso_bids/ --plane sagittal --out my_weights --steps 20000\n"
+        "  bida bids/ out/ participant --method bida --weights my_weights",
+        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "inputs",

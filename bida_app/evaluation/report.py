@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import math
 import os
@@ -23,12 +22,11 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from .. import __version__
-from ..utils.io import atomic_path
+from ..reports.html import fmt, render
+from ..reports.plotting import save_figure
 
 LOGGER = logging.getLogger(__name__)
 
-TEMPLATES = Path(__file__).parent / "templates"
 METRIC_TITLES = {
     "psnr": "PSNR (dB)",
     "ssim": "SSIM",
@@ -39,28 +37,6 @@ METRIC_TITLES = {
 #: Colours of the methods in every figure.
 COLORS = {"cubic": "#7f8c8d", "bida": "#2b6cb0", "bida-self": "#805ad5", "eclare": "#d69e2e"}
 WORLD_AXES = {"LR": 0, "AP": 1, "SI": 2}
-
-
-def fmt(value: Any, spec: str = ".4g") -> str:
-    """A table cell: numbers with ``spec``, ``∞`` for infinity, ``–`` for missing.
-
-    Examples
-    --------
-    >>> fmt(31.234567), fmt(float("inf")), fmt(float("nan")), fmt(None), fmt("cubic")
-    ('31.23', '∞', '–', '–', 'cubic')
-    """
-    if value is None:
-        return "–"
-    if isinstance(value, (bool, np.bool_)):
-        return str(bool(value))
-    if isinstance(value, (int, float, np.integer, np.floating)):
-        v = float(value)
-        if math.isnan(v):
-            return "–"
-        if math.isinf(v):
-            return "∞" if v > 0 else "-∞"
-        return format(value, spec)
-    return str(value)
 
 
 def _method_order(results: pd.DataFrame) -> list[str]:
@@ -156,9 +132,7 @@ def plot_scores(
 def _save(fig: Any, path: Path, dpi: int = 110) -> Path:
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format="png")
+    save_figure(fig, path, dpi=dpi, facecolor="white")
     plt.close(fig)
     return path
 
@@ -380,25 +354,8 @@ def summary_table(results: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def render_summary(path: Path, **context: Any) -> Path:
-    """Render ``evaluation.html.j2`` into ``path`` (atomically)."""
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-
-    env = Environment(
-        loader=FileSystemLoader(str(TEMPLATES)),
-        autoescape=select_autoescape(["html", "j2"]),
-        undefined=StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["fmt"] = fmt
-    context.setdefault("version", __version__)
-    context.setdefault(
-        "generated", _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()
-    )
-    text = env.get_template("evaluation.html.j2").render(**context)
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-    return path
+    """Render ``evaluation.html.j2`` (the reports' templates folder) into ``path`` atomically."""
+    return render("evaluation.html.j2", path, **context)
 
 
 def write_report(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..config import DEFAULT_SLICE_PROFILE
 from ..errors import BidaError, ExitCode
 
 COLUMNS: tuple[str, ...] = (
@@ -137,7 +138,7 @@ class EvalSettings:
     n_samples: int = 1
     eta: float = 0.0
     null_shrinkage: bool = False
-    recon_profile: str = "gaussian"
+    recon_profile: str = DEFAULT_SLICE_PROFILE
     self_prior_steps: int | None = None
     n4: bool = True
     interior_mm: float = 1.0

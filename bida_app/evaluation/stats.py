@@ -67,6 +67,17 @@ def _test(diff: np.ndarray, alpha: float) -> tuple[float, float, str]:
     return float(res.statistic), float(res.pvalue), note
 
 
+def _paired_diffs(results: pd.DataFrame, metrics: Sequence[str], pairs: list[tuple[str, str]]):
+    """``(metric, scale, (a, b), paired scores, a − b)`` for every metric present, scale and
+    pair of methods both in the table."""
+    for metric in (m for m in metrics if m in results.columns):
+        for scale, wide in _per_scale(results, metric):
+            for a, b in pairs:
+                pair = _paired(wide, a, b)
+                if pair is not None:
+                    yield metric, scale, (a, b), pair, (pair[a] - pair[b]).to_numpy()
+
+
 def _per_scale(results: pd.DataFrame, metric: str):
     """``(scale, volume × method table of metric)`` for each scale, in order."""
     for scale in sorted(results["scale"].dropna().unique()):
@@ -128,31 +139,27 @@ def wilcoxon_pairs(
     for metric in metrics:
         if metric not in results.columns:
             LOGGER.info("no %s column; skipping its tests", metric)
-            continue
-        for scale, wide in _per_scale(results, metric):
-            for a, b in itertools.combinations(methods, 2):
-                pair = _paired(wide, a, b)
-                if pair is None:
-                    continue
-                diff = (pair[a] - pair[b]).to_numpy()
-                statistic, p, note = _test(diff, alpha)
-                rows.append(
-                    {
-                        "scale": scale,
-                        "metric": metric,
-                        "method_a": a,
-                        "method_b": b,
-                        "n": int(len(pair)),
-                        "median_a": float(pair[a].median()) if len(pair) else math.nan,
-                        "median_b": float(pair[b].median()) if len(pair) else math.nan,
-                        "median_diff": float(np.median(diff)) if diff.size else math.nan,
-                        "statistic": statistic,
-                        "p_value": p,
-                        "min_p": min_attainable_p(int(np.count_nonzero(diff))),
-                        "significant": bool(p < alpha) if not math.isnan(p) else False,
-                        "note": note,
-                    }
-                )
+    for metric, scale, (a, b), pair, diff in _paired_diffs(
+        results, metrics, list(itertools.combinations(methods, 2))
+    ):
+        statistic, p, note = _test(diff, alpha)
+        rows.append(
+            {
+                "scale": scale,
+                "metric": metric,
+                "method_a": a,
+                "method_b": b,
+                "n": int(len(pair)),
+                "median_a": float(pair[a].median()) if len(pair) else math.nan,
+                "median_b": float(pair[b].median()) if len(pair) else math.nan,
+                "median_diff": float(np.median(diff)) if diff.size else math.nan,
+                "statistic": statistic,
+                "p_value": p,
+                "min_p": min_attainable_p(int(np.count_nonzero(diff))),
+                "significant": bool(p < alpha) if not math.isnan(p) else False,
+                "note": note,
+            }
+        )
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
@@ -212,30 +219,26 @@ def against_baseline(
     if baseline not in set(results["method"]):
         return pd.DataFrame(rows, columns=list(BASELINE_COLUMNS))
     methods = [m for m in dict.fromkeys(results["method"]) if m != baseline]
-    for metric in (m for m in metrics if m in results.columns):
-        for scale, wide in _per_scale(results, metric):
-            for method in methods:
-                pair = _paired(wide, method, baseline)
-                if pair is None:
-                    continue
-                diff = (pair[method] - pair[baseline]).to_numpy()
-                statistic, p, note = _test(diff, alpha)
-                rows.append(
-                    {
-                        "scale": scale,
-                        "metric": metric,
-                        "method": method,
-                        "baseline": baseline,
-                        "n": int(diff.size),
-                        "mean_diff": float(diff.mean()) if diff.size else math.nan,
-                        "median_diff": float(np.median(diff)) if diff.size else math.nan,
-                        "wins": int((diff > 0).sum()),
-                        "p_value": p,
-                        "min_p": min_attainable_p(int(np.count_nonzero(diff))),
-                        "significant": bool(p < alpha) if not math.isnan(p) else False,
-                        "note": note,
-                    }
-                )
+    for metric, scale, (method, _), _, diff in _paired_diffs(
+        results, metrics, [(m, baseline) for m in methods]
+    ):
+        statistic, p, note = _test(diff, alpha)
+        rows.append(
+            {
+                "scale": scale,
+                "metric": metric,
+                "method": method,
+                "baseline": baseline,
+                "n": int(diff.size),
+                "mean_diff": float(diff.mean()) if diff.size else math.nan,
+                "median_diff": float(np.median(diff)) if diff.size else math.nan,
+                "wins": int((diff > 0).sum()),
+                "p_value": p,
+                "min_p": min_attainable_p(int(np.count_nonzero(diff))),
+                "significant": bool(p < alpha) if not math.isnan(p) else False,
+                "note": note,
+            }
+        )
     return pd.DataFrame(rows, columns=list(BASELINE_COLUMNS))
 
 

@@ -13,8 +13,12 @@ from nipype.interfaces.base import (
     traits,
 )
 
+from ..config import DEFAULT_SLICE_PROFILE
 from ..physics.profiles import PROFILE_KINDS
 from ._base import Timer, out_path, write_info
+
+#: Profile choices with the default first (a traits Enum defaults to its first value).
+PROFILES = (DEFAULT_SLICE_PROFILE, *(k for k in PROFILE_KINDS if k != DEFAULT_SLICE_PROFILE))
 
 
 class _CubicInputSpec(BaseInterfaceInputSpec):
@@ -25,7 +29,7 @@ class _CubicInputSpec(BaseInterfaceInputSpec):
     data_consistent = traits.Bool(
         False, usedefault=True, desc="project onto the slices after interpolation (dccubic)"
     )
-    slice_profile = traits.Enum(*PROFILE_KINDS, usedefault=True, desc="slice profile of A")
+    slice_profile = traits.Enum(*PROFILES, usedefault=True, desc="slice profile of A")
 
 
 class _SROutputSpec(TraitedSpec):
@@ -100,7 +104,7 @@ class _BidaInputSpec(BaseInterfaceInputSpec):
     eta = traits.Float(0.0, usedefault=True, desc="DDIM stochasticity")
     n_samples = traits.Int(1, usedefault=True, desc="posterior samples (K)")
     null_shrinkage = traits.Bool(False, usedefault=True, desc="shrink disagreeing null space")
-    slice_profile = traits.Enum(*PROFILE_KINDS, usedefault=True, desc="slice profile of A")
+    slice_profile = traits.Enum(*PROFILES, usedefault=True, desc="slice profile of A")
     seed = traits.Int(0, usedefault=True, desc="random seed")
     device = traits.Str("auto", usedefault=True, nohash=True, desc="torch device")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads for torch")
@@ -160,7 +164,7 @@ class _RestoreInputSpec(BaseInterfaceInputSpec):
     bias_file = File(exists=True, desc="N4 multiplicative field on the slices' grid")
     through_axis = traits.Int(mandatory=True, desc="voxel axis of the through-plane direction")
     thickness_mm = traits.Float(mandatory=True, desc="slice thickness (FWHM) in mm")
-    slice_profile = traits.Enum(*PROFILE_KINDS, usedefault=True, desc="slice profile of A")
+    slice_profile = traits.Enum(*PROFILES, usedefault=True, desc="slice profile of A")
     project = traits.Bool(True, usedefault=True, desc="project onto the acquired slices")
 
 

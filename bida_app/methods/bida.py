@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import nibabel as nib
 import numpy as np
 
+from ..config import DEFAULT_SLICE_PROFILE
 from ..device import resolve_device
 from ..errors import BidaError, ExitCode
 from ..models.weights import MODEL_GRID, PLANE_SLICE_AXIS, PLANES_FOR_AXIS
@@ -90,7 +91,7 @@ def bida_super_resolve_image(
     eta: float = 0.0,
     n_samples: int = 1,
     null_shrinkage: bool = False,
-    slice_profile: str = "gaussian",
+    slice_profile: str = DEFAULT_SLICE_PROFILE,
     fit_grid: bool = True,
     seed: int = 0,
     device: str = "auto",

@@ -15,12 +15,13 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
+from ..config import DEFAULT_SLICE_PROFILE
 from ..physics import SliceGeometry, SliceOperator
 from .cubic import cubic_super_resolve
 
 
 def project_onto_slices(
-    x: np.ndarray, y: np.ndarray, geom: SliceGeometry, profile: str = "gaussian"
+    x: np.ndarray, y: np.ndarray, geom: SliceGeometry, profile: str = DEFAULT_SLICE_PROFILE
 ) -> tuple[np.ndarray, float]:
     """``x + A⁺(y − A x)`` on the HR grid of ``geom``, and the relative residual afterwards.
 
@@ -66,7 +67,7 @@ def dc_cubic_super_resolve(
     through_axis: int,
     thickness_mm: float,
     target_mm: float,
-    profile: str = "gaussian",
+    profile: str = DEFAULT_SLICE_PROFILE,
 ) -> tuple[nib.Nifti1Image, SliceGeometry, float]:
     """Cubic interpolation of ``img`` along ``through_axis``, projected onto its slices.
 

@@ -129,17 +129,26 @@ def _ellipsoid(radii_vox: np.ndarray) -> np.ndarray:
     return dist <= 1.0
 
 
-def _otsu(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu threshold of ``values`` (maximises between-class variance)."""
+def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
+    """Otsu's threshold of ``values`` (maximal between-class variance).
+
+    Examples
+    --------
+    >>> v = np.r_[np.zeros(50), np.ones(50) * 10.0]
+    >>> 0.0 < otsu_threshold(v) < 10.0
+    True
+    """
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if values.size == 0 or values.min() == values.max():
+        return float(values.min()) if values.size else 0.0
     hist, edges = np.histogram(values, bins=bins)
     centres = (edges[:-1] + edges[1:]) / 2
-    weight0 = np.cumsum(hist)
-    weight1 = weight0[-1] - weight0
-    sum0 = np.cumsum(hist * centres)
-    mean0 = sum0 / np.maximum(weight0, 1)
-    mean1 = (sum0[-1] - sum0) / np.maximum(weight1, 1)
-    between = weight0 * weight1 * (mean0 - mean1) ** 2
-    return float(centres[int(np.argmax(between[:-1]))])
+    w0 = np.cumsum(hist)
+    w1 = w0[-1] - w0
+    s0 = np.cumsum(hist * centres)
+    m0 = s0 / np.maximum(w0, 1)
+    m1 = (s0[-1] - s0) / np.maximum(w1, 1)
+    return float(centres[int(np.argmax((w0 * w1 * (m0 - m1) ** 2)[:-1]))])
 
 
 def rough_head_mask(
@@ -188,7 +197,7 @@ def rough_head_mask(
             raise BadDataError("rough_head_mask: the image has no positive intensities")
         lo, hi = np.percentile(positive, [0.5, 99.5])
         inside = positive[(positive >= lo) & (positive <= hi)]
-        threshold = float(np.exp(_otsu(np.log(inside)))) if hi > lo else float(lo)
+        threshold = float(np.exp(otsu_threshold(np.log(inside)))) if hi > lo else float(lo)
     mask = smooth > threshold
     if closing_mm > 0:
         element = _ellipsoid(closing_mm / zooms)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import nibabel as nib
 import numpy as np
 
+from ..config import DEFAULT_SLICE_PROFILE
 from ..physics import SliceOperator
 from .resample import resample_to_grid
 
@@ -48,7 +49,7 @@ def slice_operator(
     lr_img: nib.spatialimages.SpatialImage,
     through_axis: int,
     thickness_mm: float,
-    profile: str = "gaussian",
+    profile: str = DEFAULT_SLICE_PROFILE,
 ) -> SliceOperator:
     """The operator ``A`` from an output grid to the acquired slices, placed by the affines."""
     return SliceOperator.from_affines(
@@ -69,7 +70,7 @@ def restore_acquired(
     thickness_mm: float,
     *,
     bias: nib.spatialimages.SpatialImage | None = None,
-    profile: str = "gaussian",
+    profile: str = DEFAULT_SLICE_PROFILE,
     project: bool = True,
 ) -> RestoredImage:
     """Put the bias field back into ``sr_img`` and re-project it onto the acquired slices.

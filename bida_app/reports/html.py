@@ -8,6 +8,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .. import __version__
 from ..utils.io import atomic_path
 
@@ -27,19 +29,29 @@ METRIC_TITLES = {
 
 
 def fmt(value: Any, spec: str = ".3g") -> str:
-    """Format a number for a table cell (``"n/a"`` for missing or non-finite).
+    """Format a number for a table cell: ``"n/a"`` when missing, ``∞`` for infinity.
+
+    The one formatter of every report (participant, group, evaluation; also the templates'
+    ``fmt`` filter).
 
     Examples
     --------
-    >>> fmt(0.123456), fmt(None), fmt(float("nan")), fmt("x")
-    ('0.123', 'n/a', 'n/a', 'x')
+    >>> fmt(0.123456), fmt(None), fmt(float("nan")), fmt("x"), fmt(float("inf"))
+    ('0.123', 'n/a', 'n/a', 'x', '∞')
+    >>> import numpy as np; fmt(np.float32(31.234567), ".2f"), fmt(np.bool_(True))
+    ('31.23', 'True')
     """
     if value is None:
         return "n/a"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, (int, float)):
-        return format(value, spec) if math.isfinite(value) else "n/a"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        v = float(value)
+        if math.isnan(v):
+            return "n/a"
+        if math.isinf(v):
+            return "∞" if v > 0 else "-∞"
+        return format(value, spec)
     return str(value)
 
 
@@ -54,6 +66,7 @@ def render(template: str, path: str | os.PathLike[str], **context: Any) -> Path:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    env.filters["fmt"] = fmt
     context.setdefault("version", __version__)
     context.setdefault(
         "generated", _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z").strip()

@@ -21,32 +21,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..preprocess.n4 import otsu_threshold  # noqa: F401 - one Otsu for bida
+
 #: Rayleigh noise: std of the magnitude background = RAYLEIGH_STD * sigma.
 RAYLEIGH_STD = float(np.sqrt(2.0 - np.pi / 2.0))
 #: Slices whose head area is below this fraction of the largest are ignored by the jitter.
 MIN_SLICE_AREA = 0.2
-
-
-def otsu_threshold(values: np.ndarray, bins: int = 256) -> float:
-    """Otsu's threshold of ``values`` (maximal between-class variance).
-
-    Examples
-    --------
-    >>> v = np.r_[np.zeros(50), np.ones(50) * 10.0]
-    >>> 0.0 < otsu_threshold(v) < 10.0
-    True
-    """
-    values = np.asarray(values, dtype=np.float64).ravel()
-    if values.size == 0 or values.min() == values.max():
-        return float(values.min()) if values.size else 0.0
-    hist, edges = np.histogram(values, bins=bins)
-    centres = (edges[:-1] + edges[1:]) / 2
-    w0 = np.cumsum(hist)
-    w1 = w0[-1] - w0
-    s0 = np.cumsum(hist * centres)
-    m0 = s0 / np.maximum(w0, 1)
-    m1 = (s0[-1] - s0) / np.maximum(w1, 1)
-    return float(centres[int(np.argmax((w0 * w1 * (m0 - m1) ** 2)[:-1]))])
 
 
 def head_mask(

@@ -34,10 +34,13 @@ def _figure(width: float, height: float, facecolor: str = "black"):
     return Figure(figsize=(width, height), dpi=DPI, facecolor=facecolor)
 
 
-def _save(fig, path: Path, facecolor: str = "black") -> Path:
+def save_figure(fig, path: Path, *, dpi: int = DPI, facecolor: str = "black") -> Path:
+    """Write a matplotlib figure atomically (format from the suffix); the one figure saver of
+    every report."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=DPI, facecolor=facecolor)
+        fig.savefig(tmp, format=path.suffix.lstrip("."), dpi=dpi, facecolor=facecolor)
     return path
 
 
@@ -147,7 +150,7 @@ def render_mosaic(
         bar = fig.colorbar(image, cax=cax)
         bar.set_label(colorbar_label, color="w", fontsize=8)
         bar.ax.tick_params(colors="w", labelsize=7)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))
 
 
 def png_size(path: str | os.PathLike[str]) -> tuple[int, int]:
@@ -251,7 +254,7 @@ def render_distributions(
         ax.set_title((titles or {}).get(metric, metric), fontsize=9)
         ax.tick_params(labelsize=7)
     fig.subplots_adjust(left=0.05, right=0.98, top=0.9, bottom=0.12, wspace=0.25, hspace=0.6)
-    return _save(fig, Path(path), facecolor="white")
+    return save_figure(fig, Path(path), facecolor="white")
 
 
 def render_contact_sheet(
@@ -283,4 +286,4 @@ def render_contact_sheet(
         ax.set_axis_off()
         ax.set_title(labels[i] if i < len(labels) else "", color="w", fontsize=6.5, pad=2)
     fig.subplots_adjust(left=0.01, right=0.99, top=0.95, bottom=0.01, wspace=0.05, hspace=0.2)
-    return _save(fig, Path(path))
+    return save_figure(fig, Path(path))

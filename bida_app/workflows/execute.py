@@ -13,9 +13,10 @@ LOGGER = logging.getLogger("bida")
 
 
 def quiet_nipype(verbosity: int) -> None:
-    """No telemetry (no network at run time) and Nipype logs only with ``-vv``."""
+    """No telemetry (no network at run time); Nipype's warnings and node tracebacks only with
+    ``-v``, its debug output with ``-vv`` (failed runs are reported in one line each)."""
     os.environ.setdefault("NIPYPE_NO_ET", "1")
-    level = "DEBUG" if verbosity >= 2 else "WARNING"
+    level = {0: "CRITICAL", 1: "WARNING"}.get(verbosity, "DEBUG")
     from nipype import config
     from nipype import logging as nlogging
 
@@ -69,9 +70,9 @@ def run_workflow(wf, cfg: RunConfig, output_dir: Path) -> bool:
         wf.run(plugin=plugin, plugin_args=args)
     except RuntimeError as exc:
         crashes = sorted(logs.glob("crash-*.txt"))
-        LOGGER.error(
-            "workflow did not finish cleanly (%s); crash files: %s",
-            exc,
+        LOGGER.debug("workflow error", exc_info=exc)
+        LOGGER.info(
+            "workflow did not finish cleanly; crash files: %s",
             ", ".join(str(c) for c in crashes[-5:]) or "none",
         )
         return False
