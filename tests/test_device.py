@@ -117,7 +117,7 @@ def test_default_omp_nthreads():
 
 
 def test_participant_defaults_use_the_machine(monkeypatch, tmp_path):
-    """No --nprocs/--omp_nthreads: the config gets the available CPUs and min(8, that)."""
+    """No --nprocs/--omp_nthreads: serial workflows, min(8, available CPUs) threads each."""
     import bida_app.cli.participant as participant
     from bida_app.cli.main import main
 
@@ -133,7 +133,7 @@ def test_participant_defaults_use_the_machine(monkeypatch, tmp_path):
     bids = tmp_path / "bids"
     bids.mkdir()
     assert main([str(bids), str(tmp_path / "out"), "participant"]) == 0
-    assert (seen["cfg"].nprocs, seen["cfg"].omp_nthreads) == (12, 8)
+    assert (seen["cfg"].nprocs, seen["cfg"].omp_nthreads) == (1, 8)
     args = [str(bids), str(tmp_path / "out"), "participant", "--nprocs", "3"]
     assert main([*args, "--device", "cuda:1"]) == 0
     assert (seen["cfg"].nprocs, seen["cfg"].omp_nthreads) == (3, 3)

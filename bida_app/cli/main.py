@@ -72,8 +72,10 @@ def _bids_app(argv: list[str], *, handle_signals: bool = False) -> int:
 
     args = build_parser().parse_args(argv)
     setup_logging(args.verbosity)
-    nprocs = args.nprocs or available_cpus()
-    omp_nthreads = args.omp_nthreads or default_omp_nthreads(nprocs)
+    # threads use the machine by default; parallel workflows (MultiProc) stay opt-in: the
+    # signal, lock and kill -9 guarantees are tested for the serial plugin
+    nprocs = args.nprocs or 1
+    omp_nthreads = args.omp_nthreads or default_omp_nthreads(args.nprocs or available_cpus())
     cfg = RunConfig(
         bids_dir=str(args.bids_dir),
         output_dir=str(args.output_dir),

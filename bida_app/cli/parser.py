@@ -233,15 +233,15 @@ def build_parser() -> BidaArgumentParser:
         "--n-cpus",
         type=_positive_int,
         default=None,
-        help="processes for the MultiProc plugin (default: the CPUs available to this "
-        f"process, here {available_cpus()})",
+        help="processes for the MultiProc plugin (default 1: runs one after the other)",
     )
     g.add_argument(
         "--omp_nthreads",
         "--omp-nthreads",
         type=_positive_int,
         default=None,
-        help="threads per process for torch, ITK and BLAS (default: min(8, --nprocs))",
+        help="threads per process for torch, ITK and BLAS (default: min(8, --nprocs or the "
+        f"CPUs available to this process, here {available_cpus()}))",
     )
     g.add_argument(
         "--mem_gb",
