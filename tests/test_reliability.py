@@ -405,7 +405,7 @@ def test_second_run_into_same_output_refused_at_once(bids, tmp_path, capsys):
     finally:
         _, stderr = first.communicate(timeout=300)
     assert first.returncode == 0, stderr
-    assert "sub-01_acq-coronal_desc-cubic_T2w" in (out / "sub-01.html").read_text()
+    assert "sub-01_acq-coronal_desc-dccubic_T2w" in (out / "sub-01.html").read_text()
     assert not list(out.rglob("*.lock"))
 
 
@@ -432,8 +432,8 @@ def test_other_participants_share_output_and_work_dir(tmp_path, capsys):
     finally:
         holder.kill()
         holder.wait()
-    assert list(out.glob("sub-02/anat/*desc-cubic_T2w.nii.gz"))
-    assert not list(out.glob("sub-01/anat/*desc-cubic*"))
+    assert list(out.glob("sub-02/anat/*desc-dccubic_T2w.nii.gz"))
+    assert not list(out.glob("sub-01/anat/*desc-*cubic*"))
 
 
 @pytest.mark.slow
