@@ -36,11 +36,11 @@ import numpy as np
 import torch
 
 from bida_app.demo.phantom import make_rat_phantom
+from bida_app.device import amp_dtype
 from bida_app.diffusion.bida import (
     PlaneLayout,
     auto_batch_size,
     make_denoiser,
-    resolve_amp,
     slice_seed,
     super_resolve_plane,
 )
@@ -137,7 +137,7 @@ def time_device(
     """Rows for one device: optimized and naive, their batches interleaved plane by plane
     so that both see the same machine load."""
     dtype = args.cpu_dtype if dev.type == "cpu" else "auto"
-    amp = resolve_amp(dtype, dev)
+    amp = amp_dtype(dev, dtype)
     max_slices = args.max_slices if dev.type == "cpu" else args.gpu_max_slices
     naive_k = args.naive_slices if dev.type == "cpu" else args.gpu_naive_slices
     repeats = args.repeats if dev.type == "cuda" else 1

@@ -84,13 +84,14 @@ def test_plugin_name_is_case_insensitive():
 
 
 def test_device_cuda_without_gpu_refused_before_work(bids, tmp_path, capsys, monkeypatch):
-    from bida_app.cli import validate
+    import torch
 
-    monkeypatch.setattr(validate, "_cuda_available", lambda: False)
-    line = _fails_cleanly(
-        bids, tmp_path / "out", capsys, 64, "--method", "bida", "--device", "cuda"
-    )
-    assert "--device cuda" in line and "CUDA" in line
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device in ("cuda", "cuda:1"):
+        line = _fails_cleanly(
+            bids, tmp_path / "out", capsys, 64, "--method", "bida", "--device", device
+        )
+        assert f"--device {device}" in line and "CUDA" in line
 
 
 def test_device_with_cubic_warns_unused(caplog):

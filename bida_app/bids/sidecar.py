@@ -12,7 +12,15 @@ from ..utils.io import write_json, write_nifti
 from .derivatives import BIAS_DESC, derivative_path
 
 #: Options of the run recorded in every sidecar.
-RECORDED_OPTIONS = ("seed", "header_scale", "anisotropy_threshold", "target_resolution", "device")
+RECORDED_OPTIONS = (
+    "seed",
+    "header_scale",
+    "anisotropy_threshold",
+    "target_resolution",
+    "device",
+    "nprocs",
+    "omp_nthreads",
+)
 
 
 def build_sidecar(run_info: dict, stage_infos: list[dict], config: dict | None = None) -> dict:

@@ -200,7 +200,10 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("bida_app").setLevel(logging.INFO)
     inputs, out_dir = args.inputs, args.out_dir
     try:
+        from ..device import resolve_device
         from ..evaluation.harness import EvalSettings, run_evaluation
+
+        device = str(resolve_device(args.device))  # once; cuda:N reaches every torch call
 
         settings = EvalSettings(
             scales=tuple(dict.fromkeys(args.scales)),
@@ -219,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             interior_mm=args.interior_mm,
             allow_training_volumes=args.allow_training_volumes,
             self_prior_steps=args.self_prior_steps,
-            device=args.device,
+            device=device,
             seed=args.seed,
             skullstrip_stride=args.skullstrip_stride,
             skullstrip_slices=args.skullstrip_slices,

@@ -67,10 +67,15 @@ def main(argv: list[str] | None = None) -> int:
 
 def _bids_app(argv: list[str], *, handle_signals: bool = False) -> int:
     from ..config import RunConfig
+    from ..device import available_cpus, default_omp_nthreads
     from .parser import build_parser
 
     args = build_parser().parse_args(argv)
     setup_logging(args.verbosity)
+    # threads use the machine by default; parallel workflows (MultiProc) stay opt-in: the
+    # signal, lock and kill -9 guarantees are tested for the serial plugin
+    nprocs = args.nprocs or 1
+    omp_nthreads = args.omp_nthreads or default_omp_nthreads(args.nprocs or available_cpus())
     cfg = RunConfig(
         bids_dir=str(args.bids_dir),
         output_dir=str(args.output_dir),
@@ -85,8 +90,8 @@ def _bids_app(argv: list[str], *, handle_signals: bool = False) -> int:
         anisotropy_threshold=args.anisotropy_threshold,
         target_resolution=args.target_resolution or 0.0,
         header_scale=args.header_scale,
-        nprocs=args.nprocs,
-        omp_nthreads=args.omp_nthreads,
+        nprocs=nprocs,
+        omp_nthreads=omp_nthreads,
         mem_gb=args.mem_gb or 0.0,
         overwrite=args.overwrite,
         steps=args.steps,

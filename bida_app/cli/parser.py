@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .. import __version__
 from ..config import DEFAULT_METHOD, DEFAULT_SLICE_PROFILE, METHODS
-from ..errors import ExitCode
+from ..device import available_cpus, check_device_spec
+from ..errors import BidaError, ExitCode
 
 ANALYSIS_LEVELS = ("participant", "group")
 
@@ -71,6 +72,13 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
+
+
+def _device(text: str) -> str:
+    try:
+        return check_device_spec(text)
+    except BidaError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
 
 
 def build_parser() -> BidaArgumentParser:
@@ -214,24 +222,26 @@ def build_parser() -> BidaArgumentParser:
     )
     g.add_argument(
         "--device",
-        choices=["auto", "cpu", "cuda"],
+        type=_device,
         default="auto",
-        help="torch device for bida; auto falls back to CPU with a warning",
+        help="torch device for bida: auto, cpu, cuda or cuda:N; auto falls back to the CPU "
+        "with a warning",
     )
     g.add_argument(
         "--nprocs",
         "--n_cpus",
         "--n-cpus",
         type=_positive_int,
-        default=1,
-        help="processes for the MultiProc plugin",
+        default=None,
+        help="processes for the MultiProc plugin (default 1: runs one after the other)",
     )
     g.add_argument(
         "--omp_nthreads",
         "--omp-nthreads",
         type=_positive_int,
-        default=1,
-        help="threads per process (ITK, torch)",
+        default=None,
+        help="threads per process for torch, ITK and BLAS (default: min(8, --nprocs or the "
+        f"CPUs available to this process, here {available_cpus()}))",
     )
     g.add_argument(
         "--mem_gb",

@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip N4 bias-field correction (N4 runs by default)%(default).0s",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     p.add_argument(
         "--weights-dtype", "--weights_dtype", choices=["float32", "bfloat16"], default="float32"
@@ -143,9 +143,12 @@ def main(argv: list[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help (0) or a usage error (64)
         return int(exc.code or 0)
+    from ..device import set_threads
     from ..training import PrepConfig, TrainConfig, train
 
     try:
+        if args.threads > 0:
+            set_threads(args.threads)
         cfg = TrainConfig(
             plane=args.plane,
             steps=args.steps,

@@ -132,12 +132,10 @@ def check_options(cfg: RunConfig) -> None:
                 ExitCode.USAGE,
             )
     if cfg.method in DEVICE_METHODS:
-        if cfg.device == "cuda" and not _cuda_available():
-            raise BidaError(
-                "--device cuda: no CUDA device is visible to torch (driver, container --gpus "
-                "all / --nv, CUDA_VISIBLE_DEVICES?); use --device auto or cpu",
-                ExitCode.USAGE,
-            )
+        if cfg.device != "auto":  # cuda[:N] without that GPU: one line, exit 64
+            from ..device import resolve_device
+
+            resolve_device(cfg.device)
         return
     defaults = {f.name: f.default for f in fields(RunConfig)}
     unused = [
@@ -149,11 +147,3 @@ def check_options(cfg: RunConfig) -> None:
             ", ".join(unused),
             cfg.method,
         )
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:
-        return False
-    return bool(torch.cuda.is_available())

@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import logging
 import platform
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from contextlib import nullcontext
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..device import amp_dtype, autocast, cpu_workers, intraop_threads, resolve_device
 from ..errors import BidaError, ExitCode
 from ..models.weights import PLANE_SLICE_AXIS, PLANES, PLANES_FOR_AXIS, PlaneModel
 from ..physics import SliceOperator
@@ -53,7 +55,8 @@ class BidaResult:
     residual : float
         ``‖A mean − y‖ / ‖y‖`` in the standardized space.
     timings : dict
-        Seconds per plane (summed over samples) and ``"total"``.
+        Seconds per plane (summed over samples; they overlap when planes run concurrently)
+        and ``"total"`` (wall clock).
     device : dict
         Device, its name, compute dtype and torch version.
     params : dict
@@ -90,27 +93,6 @@ def planes_for_axis(axis: int) -> tuple[str, str]:
     return PLANES_FOR_AXIS[axis]
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA when available, else CPU (with a log line)."""
-    if str(device) == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-        logger.info("device auto: using %s", device)
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise BidaError("CUDA was requested but no GPU is visible to torch", ExitCode.USAGE)
-    return dev
-
-
-def resolve_amp(dtype: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype for the network: ``"auto"`` is bfloat16 on CUDA, float32 on CPU."""
-    if dtype == "auto":
-        return torch.bfloat16 if device.type == "cuda" else None
-    table = {"float32": None, "bfloat16": torch.bfloat16, "float16": torch.float16}
-    if dtype not in table:
-        raise ValueError(f"dtype must be one of {['auto', *table]}, got {dtype!r}")
-    return table[dtype]
-
-
 def device_info(device: torch.device, amp: torch.dtype | None) -> dict[str, Any]:
     """What ran the sampler, for sidecars and reports."""
     if device.type == "cuda":
@@ -140,8 +122,7 @@ def make_denoiser(net: torch.nn.Module, device: torch.device, amp: torch.dtype |
 
     def denoise(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         x = x.contiguous(memory_format=torch.channels_last)
-        ctx = torch.autocast(device.type, dtype=amp) if amp is not None else nullcontext()
-        with ctx:
+        with autocast(device, amp):
             return net(x, t).float()
 
     return denoise
@@ -221,7 +202,7 @@ def super_resolve_plane(
         The batch size finally used.
     """
     dev = resolve_device(device)
-    amp = resolve_amp(dtype, dev)
+    amp = amp_dtype(dev, dtype)
     axis = operator.axis
     hr_vol_shape = list(lr.shape)
     hr_vol_shape[axis] = operator.shape[1]
@@ -411,7 +392,10 @@ def super_resolve(
     seed : int
         Seed of the first sample; every slice's noise derives from (seed, plane, slice).
     device : str
-        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``. On the CPU, torch's thread count
+        (set by the caller, :func:`bida_app.device.set_threads`) is spent on running the
+        plane × sample jobs concurrently (:func:`bida_app.device.cpu_workers`); with one
+        thread they run one after the other, as in 0.2.0.
     batch_size : int, optional
         Slices per batch; default: sized to the device (CUDA: from free memory, halved on
         out-of-memory).
@@ -445,7 +429,7 @@ def super_resolve(
             ExitCode.MISSING_INPUT,
         )
     dev = resolve_device(device)
-    amp = resolve_amp(dtype, dev)
+    amp = amp_dtype(dev, dtype)
     hr_shape = list(lr.shape)
     hr_shape[operator.axis] = operator.shape[1]
     n_slices = {p: lr.shape[PLANE_SLICE_AXIS[p]] for p in use}
@@ -456,34 +440,53 @@ def super_resolve(
     m2 = np.zeros(hr_shape, dtype=np.float64) if n_samples > 1 else None
     timings = {p: 0.0 for p in use}
     batches: dict[str, int] = {}
+    jobs = [(k, plane) for k in range(n_samples) for plane in use]
+    workers, intra = cpu_workers(dev, len(jobs))
+    lock = threading.Lock()
+
+    def tick(n: int) -> None:
+        with lock:
+            bar.update(n)
+
+    def job(k: int, plane: str) -> tuple[np.ndarray, int, float]:
+        t0 = time.perf_counter()
+        vol, bs = super_resolve_plane(
+            lr,
+            operator,
+            models[plane],
+            steps=steps,
+            eta=eta,
+            seed=seed + k,
+            device=dev,
+            batch_size=batch_size,
+            dtype=dtype,
+            progress=tick,
+        )
+        return vol, bs, time.perf_counter() - t0
+
+    for plane in use:  # once, before any worker thread uses the network
+        models[plane].net.to(device=dev, memory_format=torch.channels_last)
     t_all = time.perf_counter()
     try:
-        for k in range(n_samples):
-            sample = np.zeros(hr_shape, dtype=np.float64)
-            for plane in use:
-                bar.set_description(f"BiDA {plane} {k + 1}/{n_samples}")
-                t0 = time.perf_counter()
-                vol, batches[plane] = super_resolve_plane(
-                    lr,
-                    operator,
-                    models[plane],
-                    steps=steps,
-                    eta=eta,
-                    seed=seed + k,
-                    device=dev,
-                    batch_size=batch_size,
-                    dtype=dtype,
-                    progress=bar.update,
-                )
-                timings[plane] += time.perf_counter() - t0
-                sample += vol
-            sample /= len(use)
-            delta = sample - mean
-            mean += delta / (k + 1)
-            if m2 is not None:
-                m2 += delta * (sample - mean)
+        with intraop_threads(intra):
+            if workers == 1:
+                done = [job(k, plane) for k, plane in jobs]
+            else:  # planes and samples are independent: one job per worker thread
+                with ThreadPoolExecutor(workers, thread_name_prefix="bida") as pool:
+                    done = list(pool.map(lambda kp: job(*kp), jobs))
     finally:
         bar.close()
+    for k in range(n_samples):
+        sample = np.zeros(hr_shape, dtype=np.float64)
+        for plane in use:
+            vol, batches[plane], seconds = done[k * len(use) + use.index(plane)]
+            timings[plane] += seconds
+            sample += vol
+        sample /= len(use)
+        delta = sample - mean
+        mean += delta / (k + 1)
+        if m2 is not None:
+            m2 += delta * (sample - mean)
     timings["total"] = time.perf_counter() - t_all
     std = np.sqrt(m2 / (n_samples - 1)).astype(np.float32) if m2 is not None else None
     if null_shrinkage and std is None:
@@ -504,6 +507,8 @@ def super_resolve(
         "NullSpaceShrinkage": bool(null_shrinkage and std is not None),
         "Seed": seed,
         "BatchSize": batches,
+        "Workers": workers,
+        "ThreadsPerWorker": intra,
         "Parameterization": "flow",
         "Sampler": "DDIM + DDNM range-space replacement",
         "ModelSHA256": {p: models[p].sha256 for p in use},

@@ -243,9 +243,9 @@ class Evaluation:
 
         s = self.settings
         if self._stripper is None:
-            import torch
+            from ..device import resolve_device
 
-            device = "cuda" if s.device != "cpu" and torch.cuda.is_available() else "cpu"
+            device = resolve_device(s.device)
             self._stripper = SkullStripper.load(s.species, s.skullstrip_weights, device=device)
             changes = {} if s.skullstrip_stride is None else {"stride": s.skullstrip_stride}
             self._recipe = with_recipe(s.species, **changes) if changes else RECIPES[s.species]

@@ -51,13 +51,10 @@ def eclare_command(exe: str, lr_path: Path, out_dir: Path, gpu_id: int | None = 
 
 
 def _gpu_id(device: str) -> int | None:
-    if device.startswith("cuda"):
-        return int(device.split(":")[1]) if ":" in device else 0
-    if device == "auto":
-        import torch
+    from ..device import resolve_device
 
-        return 0 if torch.cuda.is_available() else None
-    return None
+    dev = resolve_device(device)
+    return (dev.index or 0) if dev.type == "cuda" else None
 
 
 def run_eclare(lr_path: Path, work_dir: Path, settings: EvalSettings) -> nib.Nifti1Image:
@@ -104,6 +101,7 @@ def _dccubic(img: nib.Nifti1Image, axis: int, thickness: float, hr_mm: float, s:
 
 def _bida(prior: str) -> Runner:
     def run(img: nib.Nifti1Image, axis: int, thickness: float, hr_mm: float, s: EvalSettings):
+        from ..device import resolve_device
         from ..methods.bida import bida_super_resolve_image
 
         return bida_super_resolve_image(
@@ -120,8 +118,7 @@ def _bida(prior: str) -> Runner:
             null_shrinkage=s.null_shrinkage,
             slice_profile=s.recon_profile,
             seed=s.seed,
-            device=_bida_device(s.device),
-            num_threads=max(1, torch_threads()),
+            device=resolve_device(s.device),
             progress=False,
         ).image
 
@@ -177,22 +174,6 @@ def run_pipeline(
     ).image
 
 
-def _bida_device(device: str) -> str:
-    """``auto`` resolved without repeating BiDA's CPU warning for every run."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return device
-
-
-def torch_threads() -> int:
-    """Threads torch currently uses (BiDA sets its own count; keep the process default)."""
-    import torch
-
-    return int(torch.get_num_threads())
-
-
 def check_methods(settings: EvalSettings) -> tuple[list[str], list[str]]:
     """Methods that can run, and notes on those that cannot (ECLARE not installed).
 
@@ -210,7 +191,8 @@ def check_methods(settings: EvalSettings) -> tuple[list[str], list[str]]:
             notes.append(msg)
             continue
         if method == "bida":
-            from ..methods.bida import PLANES_FOR_AXIS, get_plane_models, resolve_device
+            from ..device import resolve_device
+            from ..methods.bida import PLANES_FOR_AXIS, get_plane_models
 
             try:
                 get_plane_models(

@@ -120,8 +120,10 @@ class BidaSR(SimpleInterface):
     output_spec = _SROutputSpec
 
     def _run_interface(self, runtime):
+        from ..device import resolve_device, set_threads
         from ..methods.bida import bida_super_resolve_image
 
+        set_threads(self.inputs.num_threads)
         with Timer() as t:
             res = bida_super_resolve_image(
                 nib.load(self.inputs.in_file),
@@ -137,8 +139,7 @@ class BidaSR(SimpleInterface):
                 null_shrinkage=self.inputs.null_shrinkage,
                 slice_profile=self.inputs.slice_profile,
                 seed=self.inputs.seed,
-                device=self.inputs.device,
-                num_threads=self.inputs.num_threads,
+                device=resolve_device(self.inputs.device),
             )
         self._results["out_file"] = out_path(runtime, "sr_T2w.nii.gz")
         nib.save(res.image, self._results["out_file"])

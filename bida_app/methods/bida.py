@@ -22,6 +22,7 @@ import nibabel as nib
 import numpy as np
 
 from ..config import DEFAULT_SLICE_PROFILE
+from ..device import resolve_device
 from ..errors import BidaError, ExitCode
 from ..models.weights import MODEL_GRID, PLANE_SLICE_AXIS, PLANES_FOR_AXIS
 from ..physics import SliceGeometry, SliceOperator, make_profile
@@ -40,31 +41,11 @@ class BidaImageResult:
     sidecar: dict = field(default_factory=dict)
 
 
-def resolve_device(name: str = "auto") -> str:
-    """``"cuda"`` or ``"cpu"``; ``auto`` falls back to the CPU with a warning."""
-    import torch
-
-    if name == "cpu":
-        return "cpu"
-    if torch.cuda.is_available():
-        return "cuda"
-    if name == "cuda":
-        raise BidaError(
-            "--device cuda: no CUDA device is visible (Docker needs --gpus all, Singularity --nv)",
-            ExitCode.FAILURE,
-        )
-    LOGGER.warning(
-        "no CUDA device visible: running BiDA on the CPU (slow); "
-        "use --device cpu to silence this warning"
-    )
-    return "cpu"
-
-
-def get_plane_models(weights_dir: str | None, planes: tuple[str, ...], device: str) -> dict:
-    """Load (once per process) the plane models needed for ``planes``."""
+def get_plane_models(weights_dir: str | None, planes: tuple[str, ...], device) -> dict:
+    """Load (once per process) the plane models needed for ``planes`` onto ``device``."""
     from ..models.weights import load_plane_models
 
-    key = (str(weights_dir), tuple(planes), device)
+    key = (str(weights_dir), tuple(planes), str(device))
     if key not in _MODEL_CACHE:
         _MODEL_CACHE[key] = load_plane_models(weights_dir, planes, device)
     return _MODEL_CACHE[key]
@@ -114,7 +95,6 @@ def bida_super_resolve_image(
     fit_grid: bool = True,
     seed: int = 0,
     device: str = "auto",
-    num_threads: int = 1,
     models: dict | None = None,
     grid: tuple[int, int, int] | None = None,
     progress: bool = True,
@@ -148,10 +128,12 @@ def bida_super_resolve_image(
         slices then carry less padding and a small field of view is sampled faster. The
         priors are convolutional and trained on crops, so the result is the same up to the
         padding's influence.
+    device : str or torch.device
+        Resolved once here (:func:`bida_app.device.resolve_device`) and passed unchanged to
+        the scan-adaptive fit, the model loading and the sampler; CPU threads are the
+        caller's (:func:`bida_app.device.set_threads`).
     Other parameters are those of :func:`bida_app.diffusion.bida.super_resolve`.
     """
-    import torch
-
     from ..diffusion.bida import super_resolve
     from ..methods.cubic import cubic_resample
     from ..preprocess.orient import from_ras, to_ras
@@ -162,20 +144,13 @@ def bida_super_resolve_image(
         raise BidaError(
             "the through-plane axis must be the axis of largest voxel spacing", ExitCode.BAD_DATA
         )
+    dev = resolve_device(device)
     if prior != "pretrained":  # after the input checks: the fit takes minutes
         from .selfprior import self_prior_models
 
         models = models or self_prior_models(
-            img,
-            prior,
-            steps=self_prior_steps,
-            device=device,
-            seed=seed,
-            num_threads=num_threads,
-            progress=progress,
+            img, prior, steps=self_prior_steps, device=dev, seed=seed, progress=progress
         )
-    torch.set_num_threads(max(1, int(num_threads)))
-    dev = resolve_device(device)
     ras, oinfo = to_ras(img)
     zooms = np.sqrt((ras.affine[:3, :3] ** 2).sum(0))
     axis = int(np.argmax(zooms))  # ``through_axis`` of the input, in RAS voxel order

@@ -33,6 +33,7 @@ from typing import Any
 import nibabel as nib
 import torch
 
+from ..device import resolve_device
 from ..errors import BidaError, ExitCode
 from ..models.weights import MODEL_VOXEL_MM, PLANES_FOR_AXIS, PlaneModel
 from ..training.data import PreparedVolume, PrepConfig, slices_from_arrays, standardize_ras
@@ -124,8 +125,6 @@ def fit_self_prior(
     dict of str to PlaneModel
         In-memory models (eval mode) whose cards record the fit.
     """
-    from ..diffusion.bida import resolve_device
-
     dev = resolve_device(device)
     planes = planes or PLANES_FOR_AXIS[axis]
     cfg = _settings(dev, steps, seed)
@@ -195,9 +194,8 @@ def self_prior_models(
     prior: str = "self",
     *,
     steps: int | None = None,
-    device: str = "auto",
+    device: str | torch.device = "auto",
     seed: int = 0,
-    num_threads: int | None = None,
     progress: bool = True,
 ) -> dict[str, PlaneModel]:
     """Entry point of :func:`~bida_app.methods.bida.bida_super_resolve_image` for ``prior``.
@@ -210,8 +208,6 @@ def self_prior_models(
         ``"self"`` (anything else but ``"pretrained"`` is refused with exit 64).
     steps, device, seed, progress
         See :func:`fit_self_prior`.
-    num_threads : int, optional
-        CPU threads for torch during the fit.
 
     Returns
     -------
@@ -223,8 +219,6 @@ def self_prior_models(
         raise BidaError(
             f"--prior {prior} is not available (choose pretrained or self)", ExitCode.USAGE
         )
-    if num_threads:
-        torch.set_num_threads(max(1, int(num_threads)))
     ras, _ = to_ras(img)
     try:
         axis = through_plane_axis(ras)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ..device import resolve_device
+
 LOGGER = logging.getLogger(__name__)
 
 
@@ -43,13 +45,12 @@ def init_distributed(device: str = "auto") -> tuple[DistInfo, torch.device]:
     Single process: the device is ``device`` (``"auto"``: CUDA when available, else CPU).
     Distributed: NCCL on ``cuda:LOCAL_RANK`` when CUDA is available, Gloo on the CPU.
     """
-    from ..diffusion.bida import resolve_device
-
+    dev = resolve_device(device)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
-        return DistInfo(), resolve_device(device)
+        return DistInfo(), dev
     rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    use_cuda = torch.cuda.is_available() and device != "cpu"
+    use_cuda = dev.type == "cuda"
     if use_cuda:
         torch.cuda.set_device(local)
     torch.distributed.init_process_group(backend="nccl" if use_cuda else "gloo")

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
+from ..device import autocast
 from ..diffusion.flow import eps_from_v, time_grid, x0_from_v
 from ..utils.io import atomic_path
 
@@ -58,10 +58,9 @@ def sample_prior(
     """
     x = torch.randn(n, 1, *shape, generator=generator).to(device)
     ts = time_grid(steps).tolist()
-    ctx = torch.autocast(torch.device(device).type, dtype=amp) if amp else nullcontext()
     for t, s in zip(ts[:-1], ts[1:], strict=True):
         tt = torch.full((n,), t, device=x.device)
-        with ctx:
+        with autocast(torch.device(device), amp):
             v = net(x, tt).float()
         x0, eps = x0_from_v(x, v, t), eps_from_v(x, v, t)
         x = (1 - s) * x0 + s * eps

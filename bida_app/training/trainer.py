@@ -27,7 +27,6 @@ import logging
 import math
 import time
 from collections.abc import Sequence
-from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import torch
 from torch import nn
 
 from .. import __version__
+from ..device import amp_dtype, autocast, resolve_device
 from ..diffusion.flow import flow_loss
 from ..errors import BidaError, ExitCode
 from ..models.config import UNetConfig, preset_name
@@ -191,10 +191,6 @@ class TrainResult:
     summary: dict[str, Any] = field(default_factory=dict)
 
 
-def _amp_dtype(device: torch.device) -> torch.dtype | None:
-    return torch.bfloat16 if device.type == "cuda" else None
-
-
 class Trainer:
     """Training loop of one plane prior on a :class:`~bida_app.training.data.SliceSet`.
 
@@ -221,14 +217,12 @@ class Trainer:
         device: torch.device | None = None,
         dist: DistInfo | None = None,
     ) -> None:
-        from ..diffusion.bida import resolve_device
-
         self.cfg = cfg
         self.data = data
         self.out = Path(out_dir) if out_dir is not None else None
         self.dist = dist or DistInfo()
         self.device = device or resolve_device(cfg.device)
-        self.amp = _amp_dtype(self.device)
+        self.amp = amp_dtype(self.device)
         unet = cfg.unet_config()
         self.factor = unet.factor
         self.canvas = data.shape
@@ -322,9 +316,7 @@ class Trainer:
 
     # ------------------------------------------------------------------ steps
     def _autocast(self):
-        if self.amp is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp)
+        return autocast(self.device, self.amp)
 
     def train_step(self) -> tuple[float, float]:
         """One optimizer step; returns (loss, gradient norm)."""
@@ -706,8 +698,6 @@ def train(
     """
     dist, device = init_distributed(cfg.device)
     try:
-        if cfg.threads > 0:
-            torch.set_num_threads(cfg.threads)
         out = Path(out_dir) if out_dir is not None else None
         ckpt = out / "checkpoints" / f"{cfg.plane}.pt" if out is not None else None
         if ckpt is not None and ckpt.exists() and not (resume or overwrite):

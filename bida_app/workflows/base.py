@@ -187,4 +187,6 @@ def _recorded(cfg: RunConfig) -> dict:
         "anisotropy_threshold": cfg.anisotropy_threshold,
         "target_resolution": cfg.target_resolution,
         "device": cfg.device,
+        "nprocs": cfg.nprocs,
+        "omp_nthreads": cfg.omp_nthreads,
     }
