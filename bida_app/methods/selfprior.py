@@ -36,8 +36,9 @@ import torch
 from ..device import resolve_device
 from ..errors import BidaError, ExitCode
 from ..models.weights import MODEL_VOXEL_MM, PLANES_FOR_AXIS, PlaneModel
+from ..training.config import TrainConfig
 from ..training.data import PreparedVolume, PrepConfig, slices_from_arrays, standardize_ras
-from ..training.trainer import TrainConfig, Trainer
+from ..training.trainer import Trainer
 from .grid import scan_grid
 
 LOGGER = logging.getLogger(__name__)

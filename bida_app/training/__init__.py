@@ -1,5 +1,6 @@
 """Training of the plane priors (``bida train``) and the data pipeline it uses."""
 
+from .config import TrainConfig
 from .data import (
     PreparedVolume,
     PrepConfig,
@@ -11,7 +12,7 @@ from .data import (
     slices_from_arrays,
     split_validation,
 )
-from .trainer import TrainConfig, Trainer, TrainResult, train
+from .trainer import Trainer, TrainResult, train
 
 __all__ = [
     "PrepConfig",
