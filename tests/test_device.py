@@ -156,6 +156,13 @@ def _thick_image() -> nib.Nifti1Image:
     return nib.Nifti1Image(data, np.diag([0.2, 1.0, 0.2, 1.0]))
 
 
+def _on_cuda_1(mbida, **kwargs):
+    """BiDA on the thick test image with ``device="cuda:1"``."""
+    return mbida.bida_super_resolve_image(
+        _thick_image(), through_axis=1, thickness_mm=1.0, target_mm=0.2, device="cuda:1", **kwargs
+    )
+
+
 def test_bida_image_passes_cuda_index_to_prior_fit_models_and_sampler(fake_cuda, monkeypatch):
     import bida_app.diffusion.bida as dbida
     import bida_app.methods.bida as mbida
@@ -174,14 +181,7 @@ def test_bida_image_passes_cuda_index_to_prior_fit_models_and_sampler(fake_cuda,
     monkeypatch.setattr(selfprior, "self_prior_models", fake_fit)
     monkeypatch.setattr(mbida, "get_plane_models", fake_models)
     with pytest.raises(_Stop):
-        mbida.bida_super_resolve_image(
-            _thick_image(),
-            through_axis=1,
-            thickness_mm=1.0,
-            target_mm=0.2,
-            device="cuda:1",
-            prior="self",
-        )
+        _on_cuda_1(mbida, prior="self")
     assert seen == {"fit": torch.device("cuda:1"), "load": torch.device("cuda:1")}
 
     def fake_sr(*args, device, **kwargs):
@@ -194,14 +194,7 @@ def test_bida_image_passes_cuda_index_to_prior_fit_models_and_sampler(fake_cuda,
     models = {p: PlaneModel(p, UNet(cfg).eval(), cfg) for p in ("axial", "sagittal")}
     monkeypatch.setattr(dbida, "super_resolve", fake_sr)
     with pytest.raises(_Stop):
-        mbida.bida_super_resolve_image(
-            _thick_image(),
-            through_axis=1,
-            thickness_mm=1.0,
-            target_mm=0.2,
-            device="cuda:1",
-            models=models,
-        )
+        _on_cuda_1(mbida, models=models)
     assert seen["sampler"] == torch.device("cuda:1")
 
 
