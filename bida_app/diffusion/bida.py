@@ -494,10 +494,7 @@ def super_resolve(
     if null_shrinkage and std is not None:
         mean = shrink_null_space(mean, std, lr, operator)
     mean = mean.astype(np.float32)
-    y = lr.astype(np.float64)
-    residual = float(
-        np.linalg.norm(operator(mean.astype(np.float64)) - y) / max(np.linalg.norm(y), 1e-12)
-    )
+    residual = operator.relative_residual(mean, lr)
     logger.info("BiDA %s: %.1f s, residual %.2e", "+".join(use), timings["total"], residual)
     params = {
         "Planes": list(use),

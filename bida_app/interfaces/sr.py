@@ -50,7 +50,7 @@ class CubicSR(SimpleInterface):
 
     def _run_interface(self, runtime):
         from ..methods.cubic import cubic_super_resolve
-        from ..methods.dccubic import dc_cubic_super_resolve, relative_residual
+        from ..methods.dccubic import dc_cubic_super_resolve
         from ..physics import SliceOperator
 
         img = nib.load(self.inputs.in_file)
@@ -69,8 +69,7 @@ class CubicSR(SimpleInterface):
             else:
                 sr, geom = cubic_super_resolve(*args)
                 op = SliceOperator.from_geometry(geom, profile)
-                lr = np.asarray(img.dataobj, dtype=np.float64)
-                resid = relative_residual(op(np.asarray(sr.dataobj, np.float64)), lr)
+                resid = op.relative_residual(np.asarray(sr.dataobj), np.asarray(img.dataobj))
                 method = "cubic"
         self._results["out_file"] = out_path(runtime, "sr_T2w.nii.gz")
         nib.save(sr, self._results["out_file"])

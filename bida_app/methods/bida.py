@@ -221,7 +221,7 @@ def bida_super_resolve_image(
     # 5. data consistency on the output grid
     a_out = SliceOperator.from_geometry(out_geom, slice_profile)
     x = a_out.consistency(np.asarray(x, np.float64), y)
-    resid = float(np.linalg.norm(a_out(x) - y) / max(np.linalg.norm(y), 1e-12))
+    resid = a_out.relative_residual(x, y)
 
     out = from_ras(nib.Nifti1Image(x.astype(np.float32), out_aff, ras.header), oinfo)
     std_img = None

@@ -54,12 +54,7 @@ def project_onto_slices(
     op = SliceOperator.from_geometry(geom, profile)
     y = np.asarray(y, np.float64)
     out = op.consistency(np.asarray(x, np.float64), y)
-    return out, relative_residual(op(out), y)
-
-
-def relative_residual(ax: np.ndarray, y: np.ndarray) -> float:
-    """``‖A x − y‖ / ‖y‖`` (0 for an all-zero ``y`` that is matched exactly)."""
-    return float(np.linalg.norm(ax - y) / max(float(np.linalg.norm(y)), 1e-12))
+    return out, op.relative_residual(out, y)
 
 
 def dc_cubic_super_resolve(

@@ -331,6 +331,12 @@ class SliceOperator(AxisOperator):
         """DDNM range-space replacement ``A⁺y + (I − A⁺A) x``, computed as ``x + A⁺(y − Ax)``."""
         return x + self.pinv(y - self(x))
 
+    def relative_residual(self, x: np.ndarray, y: np.ndarray) -> float:
+        """``‖A x − y‖ / ‖y‖`` in float64 (0 when an all-zero ``y`` is matched exactly)."""
+        y = np.asarray(y, np.float64)
+        ax = self(np.asarray(x, np.float64))
+        return float(np.linalg.norm(ax - y) / max(float(np.linalg.norm(y)), 1e-12))
+
 
 def _profile_matrix(
     n_hr: int, centres: np.ndarray, hr_mm: float, profile: SliceProfile, oversample: int

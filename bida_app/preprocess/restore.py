@@ -120,7 +120,7 @@ def restore_acquired(
     op = slice_operator(sr_img, acquired, through_axis, thickness_mm, profile)
     if project:
         x = op.consistency(x, y)
-    resid = float(np.linalg.norm(op(x) - y) / max(float(np.linalg.norm(y)), 1e-12))
+    resid = op.relative_residual(x, y)
     out = nib.Nifti1Image(x.astype(np.float32), sr_img.affine, header=sr_img.header)
     out.set_data_dtype(np.float32)
     field_img = None
