@@ -153,3 +153,52 @@ def test_gaussian_prior_null_space_statistics(eta):
         ratios.append(float((dev**2).sum(2).mean() / (20 - op.shape[0]) / s**2))
     assert abs(ratios[1] - 1) < 0.05
     assert abs(ratios[1] - 1) < abs(ratios[0] - 1)
+
+
+def _zero_velocity(xt, t):
+    """A prior that knows nothing: v = 0 everywhere."""
+    return torch.zeros_like(xt)
+
+
+@pytest.mark.parametrize("dim", [2, 3])
+def test_warm_start_stays_near_its_estimate_and_is_data_consistent(dim):
+    """Started late from a consistent estimate, a useless prior barely moves it."""
+    x_true = _slices(2, 20, 12) if dim == 2 else _slices(2, 12, 20)
+    op = _operator(20, 5.0)
+    y = op.along(dim)(x_true)
+    init = op.along(dim).consistency(torch.zeros_like(x_true), y)  # A⁺y: consistent
+    late = ddnm_sample(
+        _zero_velocity, y, op, dim, steps=4, generators=_gens(2), x_init=init, t_start=0.05
+    )
+    cold = ddnm_sample(_zero_velocity, y, op, dim, steps=4, generators=_gens(2))
+    err = float(op.along(dim).relative_residual(late.double(), y.double()))
+    assert err < 1e-5
+    # x0|t of a zero velocity is x_t itself: only the 5 % of noise (and clipping) is left
+    assert float((late - init).abs().mean()) < 0.05
+    assert float((cold - init).abs().mean()) > 0.3  # from pure noise it lands elsewhere
+
+
+def test_start_time_one_ignores_the_estimate():
+    x_true = _slices(2, 20, 12)
+    op = _operator(20, 2.5)
+    y = op.along(2)(x_true)
+    plain = ddnm_sample(_zero_velocity, y, op, 2, steps=3, generators=_gens(2))
+    given = ddnm_sample(
+        _zero_velocity, y, op, 2, steps=3, generators=_gens(2), x_init=x_true, t_start=1.0
+    )
+    assert torch.equal(plain, given)
+
+
+@pytest.mark.parametrize("t_start", [0.0, -0.5, 1.5])
+def test_start_time_outside_the_unit_interval_is_refused(t_start):
+    op = _operator(20, 2.5)
+    y = op.along(2)(_slices(1, 20, 12))
+    with pytest.raises(ValueError, match="t_start"):
+        ddnm_sample(_zero_velocity, y, op, 2, steps=2, x_init=y, t_start=t_start)
+
+
+def test_warm_start_needs_an_estimate():
+    op = _operator(20, 2.5)
+    y = op.along(2)(_slices(1, 20, 12))
+    with pytest.raises(ValueError, match="x_init"):
+        ddnm_sample(_zero_velocity, y, op, 2, steps=2, t_start=0.5)

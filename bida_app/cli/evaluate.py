@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import BidaError
-from .parser import BidaArgumentParser
+from .parser import BidaArgumentParser, start_time
 
 LOGGER = logging.getLogger("bida")
 
@@ -49,7 +49,7 @@ def _count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida evaluate`` (usage errors exit 64)."""
-    from ..config import DEFAULT_SLICE_PROFILE
+    from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_T_START, SIMULATION_TBW
     from ..evaluation.harness import DEFAULT_METHODS, METHODS
     from ..evaluation.skullstrip import SPECIES
     from ..physics.profiles import PROFILE_KINDS
@@ -95,7 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="slr",
         help="slice profile of the simulation (default: slr)",
     )
-    p.add_argument("--tbw", type=float, default=16.0, help="SLR time-bandwidth product")
+    p.add_argument(
+        "--tbw",
+        type=float,
+        default=SIMULATION_TBW,
+        help="time-bandwidth product of the simulated SLR slices (default: %(default)g)",
+    )
     p.add_argument(
         "--axis",
         type=str.upper,
@@ -119,6 +124,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="BiDA posterior samples averaged (default: 1)",
     )
     p.add_argument("--eta", type=float, default=0.0, help="BiDA DDIM stochasticity (default: 0)")
+    p.add_argument(
+        "--t-start",
+        type=start_time,
+        default=DEFAULT_T_START,
+        metavar="T",
+        help="BiDA's starting flow time in (0, 1]: 1 samples from pure noise (the paper); "
+        f"below 1 warm-starts from the data-consistent cubic (default: {DEFAULT_T_START:g})",
+    )
     p.add_argument(
         "--recon-profile",
         "--bida-profile",
@@ -217,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
             n_samples=args.n_samples,
             eta=args.eta,
             null_shrinkage=args.null_shrinkage,
+            t_start=args.t_start,
             recon_profile=args.recon_profile,
             n4=not args.no_n4,
             interior_mm=args.interior_mm,

@@ -74,6 +74,14 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def start_time(text: str) -> float:
+    """A sampler start time ``T`` in (0, 1] (``--t_start``)."""
+    value = _finite_float(text)
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def _device(text: str) -> str:
     try:
         return check_device_spec(text)

@@ -116,6 +116,7 @@ def _bida(prior: str) -> Runner:
             n_samples=s.n_samples,
             eta=s.eta,
             null_shrinkage=s.null_shrinkage,
+            t_start=s.t_start,
             slice_profile=s.recon_profile,
             seed=s.seed,
             device=resolve_device(s.device),

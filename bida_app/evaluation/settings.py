@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_SLICE_PROFILE
+from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_T_START, SIMULATION_TBW
 from ..errors import BidaError, ExitCode
 
 COLUMNS: tuple[str, ...] = (
@@ -61,6 +61,7 @@ FINGERPRINT: tuple[str, ...] = (
     "n_samples",
     "eta",
     "null_shrinkage",
+    "t_start",
     "recon_profile",
     "self_prior_steps",
     "n4",
@@ -96,6 +97,8 @@ class EvalSettings:
         BiDA DDIM stochasticity (0: deterministic).
     null_shrinkage : bool
         Shrink BiDA's null-space detail where the K samples disagree.
+    t_start : float
+        BiDA's starting flow time (1: pure noise; below: warm start from dccubic).
     recon_profile : str
         Slice profile of the forward model ``A`` that the data-consistent methods assume
         (dccubic, BiDA, the final projection); the simulation's is ``profile``, so the two
@@ -130,7 +133,7 @@ class EvalSettings:
     scales: tuple[float, ...] = (2.5, 5.0)
     methods: tuple[str, ...] = DEFAULT_METHODS
     profile: str = "slr"
-    tbw: float = 16.0
+    tbw: float = SIMULATION_TBW
     axis: str = "AP"
     species: str = "rat"
     weights: str | None = None
@@ -138,6 +141,7 @@ class EvalSettings:
     n_samples: int = 1
     eta: float = 0.0
     null_shrinkage: bool = False
+    t_start: float = DEFAULT_T_START
     recon_profile: str = DEFAULT_SLICE_PROFILE
     self_prior_steps: int | None = None
     n4: bool = True
@@ -200,6 +204,7 @@ class EvalSettings:
             "n_samples": self.n_samples if uses_bida else None,
             "eta": self.eta if uses_bida else None,
             "null_shrinkage": self.null_shrinkage if uses_bida else None,
+            "t_start": self.t_start if uses_bida else None,
             "recon_profile": self.recon_profile if uses_a else None,
             "self_prior_steps": self.self_prior_steps if "bida-self" in self.methods else None,
             "n4": self.n4,
