@@ -12,10 +12,19 @@ from . import __version__
 #: data-consistent baseline until BiDA beats it on held-out real volumes (see the README).
 METHODS = ("dccubic", "cubic", "bida")
 DEFAULT_METHOD = "dccubic"
-#: Slice profile of the forward model A by default: SLR (flat top), measured the safer choice
-#: when the true profile is unknown (README, "Slice profile"): Gaussian-A projections lose to
-#: plain cubic on SLR-shaped slices, SLR-A projections beat it on both.
+#: Slice profile of the forward model A by default: an SLR excitation of time-bandwidth product
+#: DEFAULT_SLR_TBW (about a three-lobe sinc, a common 2D excitation). The true profile is
+#: unknown; measured on both real mice (docs/evaluation.md, "Slice profile"), a Gaussian A
+#: loses to plain cubic on sharp SLR slices and a sharp (TBW 16) SLR A gives away 0.3-0.4 dB on
+#: Gaussian slices, while TBW 4 stays within 0.3 dB of the matched profile in every case.
 DEFAULT_SLICE_PROFILE = "slr"
+DEFAULT_SLR_TBW = 4.0
+#: Time-bandwidth product of the sharp SLR slices that ``bida simulate`` and ``bida evaluate``
+#: simulate by default (the paper's SigPy simulation).
+SIMULATION_TBW = 16.0
+#: BiDA's sampler starts at this flow time: 1 is pure noise (the paper); below 1 it starts from
+#: the data-consistent cubic estimate noised to that time (a warm start, ``--t_start``).
+DEFAULT_T_START = 1.0
 
 
 @dataclass

@@ -159,3 +159,16 @@ def test_effective_width_is_exact_for_gaussians_only(t):
     assert _blurred_fwhm(box, h) == pytest.approx(math.sqrt(t**2 - h**2), rel=5e-3)
     plain_slr = make_profile("slr", t)
     assert _blurred_fwhm(plain_slr, h) == pytest.approx(t, rel=1e-2)
+
+
+def test_forward_model_tbw_is_the_configured_default_and_simulation_keeps_its_own():
+    from bida_app.config import DEFAULT_SLR_TBW
+    from bida_app.physics.profiles import forward_model_label, slr_tbw
+
+    assert make_profile("slr", 1.0).params["TBW"] == DEFAULT_SLR_TBW
+    assert make_profile("slr", 1.0, tbw=16.0).params["TBW"] == 16.0
+    assert f"TBW {DEFAULT_SLR_TBW:g}" in forward_model_label("slr")
+    assert slr_tbw("gaussian") == {} and slr_tbw("slr") == {"SliceProfileTBW": DEFAULT_SLR_TBW}
+    # a sharper pulse has a flatter top: more weight at 40 % of the FWHM from the centre
+    z = np.array([0.4])
+    assert make_profile("slr", 1.0, tbw=16.0)(z)[0] > make_profile("slr", 1.0)(z)[0]

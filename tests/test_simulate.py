@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from bida_app.cli.simulate import main
+from bida_app.config import SIMULATION_TBW
 from bida_app.errors import ExitCode
 from bida_app.physics import SliceOperator, make_profile
 from bida_app.physics.simulate import simulate_lr
@@ -76,10 +77,12 @@ def test_simulate_lr_matches_forward_model(world_axis, factor, ratio, kind):
     assert nib.aff2axcodes(lr_img.affine) == nib.aff2axcodes(hr_img.affine)
     centres = _check_centres(hr_img, lr_img, axis, spacing)
     np.testing.assert_allclose(meta["SliceCentresHRIndex"], centres, atol=1e-6)
-    ref = _reference_lr(hr_img.get_fdata(), axis, centres, 0.2, make_profile(kind, thickness))
+    ref = _reference_lr(
+        hr_img.get_fdata(), axis, centres, 0.2, make_profile(kind, thickness, tbw=SIMULATION_TBW)
+    )
     np.testing.assert_allclose(lr_img.get_fdata(), ref, atol=2e-3)
     assert meta["SliceThickness"] == thickness and meta["SliceSpacing"] == spacing
-    assert meta["SliceProfile"] == kind and (meta["TBW"] == 16.0) == (kind == "slr")
+    assert meta["SliceProfile"] == kind and (meta["TBW"] == SIMULATION_TBW) == (kind == "slr")
 
 
 def test_cli_file_round_trip(tmp_path):
@@ -116,7 +119,9 @@ def test_mouse_sar_file_along_ap(shared_data, tmp_path, thickness):
     assert lr_img.shape == (41, n_lr, 58)
     np.testing.assert_allclose(lr_img.header.get_zooms(), (0.2, thickness, 0.2), rtol=1e-6)
     _check_centres(hr_img, lr_img, 1, thickness)
-    op = SliceOperator.from_affines(hr_img.affine, 67, lr_img.affine, n_lr, 1, "slr")
+    op = SliceOperator.from_affines(
+        hr_img.affine, 67, lr_img.affine, n_lr, 1, "slr", tbw=SIMULATION_TBW
+    )
     hr = hr_img.get_fdata()
     np.testing.assert_allclose(lr_img.get_fdata(), op(hr), rtol=1e-5, atol=1e-5 * hr.max())
     # the A-P direction is the one that was thickened: world y advances by `thickness` per slice

@@ -8,6 +8,7 @@ import math
 import sys
 from pathlib import Path
 
+from ..config import SIMULATION_TBW
 from ..errors import BidaError
 from .parser import BidaArgumentParser, HelpFormatter
 
@@ -65,7 +66,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument(
         "--tbw",
         type=_positive,
-        default=16.0,
+        default=SIMULATION_TBW,
         help="time-bandwidth product of the SLR pulse",
     )
     p.add_argument(

@@ -14,7 +14,7 @@ from nipype.interfaces.base import (
 )
 
 from ..config import DEFAULT_SLICE_PROFILE
-from ..physics.profiles import PROFILE_KINDS
+from ..physics.profiles import PROFILE_KINDS, forward_model_label, slr_tbw
 from ._base import Timer, out_path, write_info
 
 #: Profile choices with the default first (a traits Enum defaults to its first value).
@@ -64,6 +64,7 @@ class CubicSR(SimpleInterface):
                 params |= {
                     "Projection": "x <- x + pinv(A) (y - A x) onto the slices",
                     "SliceProfile": profile,
+                    **slr_tbw(profile),
                     "ProfileFWHM": self.inputs.thickness_mm,
                 }
             else:
@@ -84,7 +85,7 @@ class CubicSR(SimpleInterface):
                     "MethodParameters": params,
                     "Geometry": geom.as_dict(),
                     "DataConsistencyResidual": resid,
-                    "DataConsistencyModel": f"{profile} slice profile, FWHM = slice thickness",
+                    "DataConsistencyModel": forward_model_label(profile),
                 },
             },
         )
@@ -223,7 +224,7 @@ class RestoreAcquired(SimpleInterface):
                     ),
                     "DataConsistencyResidual": res.residual,
                     "DataConsistencyReference": "acquired slices (before N4)",
-                    "DataConsistencyModel": f"{profile} slice profile, FWHM = slice thickness",
+                    "DataConsistencyModel": forward_model_label(profile),
                 },
             },
         )

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 from scipy.special import erf
 
+from ..config import DEFAULT_SLR_TBW
 from .slr import RIPPLE, SPAN_FWHM, fwhm_of_samples, unit_slr_table
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ def make_profile(
     *,
     hr_mm: float | None = None,
     effective: bool = False,
-    tbw: float = 16.0,
+    tbw: float | None = None,
 ) -> SliceProfile:
     """Build a slice profile whose FWHM equals the slice thickness.
 
@@ -186,8 +187,10 @@ def make_profile(
         HR voxel size; required when ``effective`` is true.
     effective : bool
         Use :func:`effective_fwhm` instead of the plain thickness.
-    tbw : float
-        Time-bandwidth product of the SLR pulse (``kind="slr"`` only).
+    tbw : float, optional
+        Time-bandwidth product of the SLR pulse (``kind="slr"`` only); default
+        :data:`bida_app.config.DEFAULT_SLR_TBW`, the forward model's. Simulations pass their
+        own (16 in ``bida simulate`` and ``bida evaluate``).
 
     Examples
     --------
@@ -212,7 +215,7 @@ def make_profile(
     elif kind == "boxcar":
         prof = boxcar_profile(width)
     elif kind == "slr":
-        prof = slr_profile(width, tbw=tbw)
+        prof = slr_profile(width, tbw=DEFAULT_SLR_TBW if tbw is None else tbw)
     else:
         raise ValueError(f"unknown slice profile {kind!r}; choose from {PROFILE_KINDS}")
     if effective:
@@ -221,9 +224,26 @@ def make_profile(
     return prof
 
 
+def forward_model_label(kind: str) -> str:
+    """How a sidecar names the forward model ``A`` of a profile kind.
+
+    Examples
+    --------
+    >>> forward_model_label("gaussian")
+    'gaussian slice profile, FWHM = slice thickness'
+    """
+    tbw = f" (TBW {DEFAULT_SLR_TBW:g})" if kind == "slr" else ""
+    return f"{kind} slice profile{tbw}, FWHM = slice thickness"
+
+
+def slr_tbw(kind: str) -> dict[str, float]:
+    """``{"SliceProfileTBW": ...}`` for the SLR forward model, else empty (sidecar keys)."""
+    return {"SliceProfileTBW": DEFAULT_SLR_TBW} if kind == "slr" else {}
+
+
 def _rebuild_profile(kind: str, fwhm_mm: float, params: dict) -> SliceProfile:
     """Inverse of :meth:`SliceProfile.__reduce_ex__`: the same profile, same parameters."""
-    prof = make_profile(kind, fwhm_mm, tbw=params.get("TBW", 16.0))
+    prof = make_profile(kind, fwhm_mm, tbw=params.get("TBW"))
     prof.params.clear()
     prof.params.update(params)
     return prof

@@ -17,6 +17,7 @@ import nibabel as nib
 import numpy as np
 
 from .. import __version__
+from ..config import SIMULATION_TBW
 from ..errors import BidaError, ExitCode
 from .geometry import SliceGeometry, voxel_axis
 from .operator import SliceOperator
@@ -35,7 +36,7 @@ def simulate_lr(
     spacing_mm: float,
     axis: str,
     profile: str = "slr",
-    tbw: float = 16.0,
+    tbw: float = SIMULATION_TBW,
     effective: bool = False,
     source: str | None = None,
 ) -> tuple[nib.Nifti1Image, dict[str, Any]]:
