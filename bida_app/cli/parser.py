@@ -164,8 +164,9 @@ def build_parser() -> BidaArgumentParser:
         choices=["gaussian", "slr", "boxcar"],
         default=DEFAULT_SLICE_PROFILE,
         help="slice profile of the forward model A of dccubic, BiDA and the final projection "
-        "(FWHM = slice thickness): slr (flat top, default: robust when the true profile is "
-        "unknown), gaussian (the paper's model) or boxcar",
+        "(FWHM = slice thickness): slr (an SLR excitation of time-bandwidth product 4, "
+        "default: the smallest worst-case loss when the true profile is unknown), gaussian "
+        "(the paper's model) or boxcar",
     )
     g.add_argument(
         "--null_shrinkage",
