@@ -23,7 +23,8 @@ DEFAULT_SLR_TBW = 4.0
 #: simulate by default (the paper's SigPy simulation).
 SIMULATION_TBW = 16.0
 #: BiDA's sampler starts at this flow time: 1 is pure noise (the paper); below 1 it starts from
-#: the data-consistent cubic estimate noised to that time (a warm start; `bida evaluate --t-start`).
+#: the data-consistent cubic estimate noised to that time (a warm start, measured with
+#: ``bida evaluate --t-start``: no better than a cold start with the shipped priors).
 DEFAULT_T_START = 1.0
 
 
