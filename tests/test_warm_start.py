@@ -7,21 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from bida_app.demo.phantom import make_rat_phantom
 from bida_app.methods.bida import bida_super_resolve_image, warm_start_volume
 from bida_app.methods.dccubic import dc_cubic_super_resolve
 from bida_app.models import PLANES, PlaneModel, UNet, UNetConfig
 from bida_app.physics import SliceGeometry, SliceOperator
 
 TINY = UNetConfig.preset("tiny")
-
-
-@pytest.fixture(scope="module")
-def thick() -> nib.Nifti1Image:
-    ph = make_rat_phantom((32, 40, 24), 0.2, seed=3)
-    geom = SliceGeometry.from_hr(1, 40, 1.0, 1.0, 0.2)
-    lr = SliceOperator.from_geometry(geom)(ph.image.astype(np.float64))
-    return nib.Nifti1Image(lr.astype(np.float32), np.diag([0.2, 1.0, 0.2, 1.0]))
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +49,11 @@ def _bida(img: nib.Nifti1Image, models: dict, t_start: float):
     )  # fmt: skip
 
 
-def test_late_start_keeps_a_random_prior_near_the_baseline(thick, random_models) -> None:
+def test_late_start_keeps_a_random_prior_near_the_baseline(thick_rat, random_models) -> None:
     """An untrained prior started late barely moves dccubic; from noise it wanders off."""
-    base = np.asarray(dc_cubic_super_resolve(thick, 1, 1.0, 0.2, "gaussian")[0].dataobj)
-    warm = _bida(thick, random_models, 0.05)
-    cold = _bida(thick, random_models, 1.0)
+    base = np.asarray(dc_cubic_super_resolve(thick_rat, 1, 1.0, 0.2, "gaussian")[0].dataobj)
+    warm = _bida(thick_rat, random_models, 0.05)
+    cold = _bida(thick_rat, random_models, 1.0)
     d_warm = np.abs(np.asarray(warm.image.dataobj) - base).mean()
     d_cold = np.abs(np.asarray(cold.image.dataobj) - base).mean()
     assert d_warm < 0.25 * d_cold
