@@ -49,7 +49,7 @@ def _count(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida evaluate`` (usage errors exit 64)."""
-    from ..config import DEFAULT_SLICE_PROFILE
+    from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS
     from ..evaluation.harness import DEFAULT_METHODS, METHODS
     from ..evaluation.skullstrip import SPECIES
     from ..physics.profiles import PROFILE_KINDS
@@ -110,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skull-strip network for cDSC (default: rat)",
     )
     p.add_argument("--weights", type=Path, help="BiDA plane-model folder (from bida train)")
-    p.add_argument("--steps", type=_count, default=16, help="BiDA sampling steps")
+    p.add_argument("--steps", type=_count, default=DEFAULT_STEPS, help="BiDA sampling steps")
     p.add_argument(
         "--n-samples",
         type=_count,

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from .. import __version__
-from ..config import DEFAULT_METHOD, DEFAULT_SLICE_PROFILE, METHODS
+from ..config import METHODS, RunConfig
 from ..device import available_cpus, check_device_spec
 from ..errors import BidaError, ExitCode
 
@@ -110,7 +110,7 @@ def build_parser() -> BidaArgumentParser:
         "--participant_label",
         "--participant-label",
         nargs="+",
-        default=[],
+        default=RunConfig.default("participant_label"),
         metavar="LABEL",
         help="participants to process (with or without 'sub-')",
     )
@@ -118,7 +118,7 @@ def build_parser() -> BidaArgumentParser:
         "--session_label",
         "--session-label",
         nargs="+",
-        default=[],
+        default=RunConfig.default("session_label"),
         metavar="LABEL",
         help="sessions to process (with or without 'ses-')",
     )
@@ -126,7 +126,7 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--method",
         choices=list(METHODS),
-        default=DEFAULT_METHOD,
+        default=RunConfig.default("method"),
         help="dccubic: cubic B-spline, then the exact projection onto the acquired slices "
         "(data-consistent baseline, default); cubic: plain cubic B-spline; bida: BiDA "
         "diffusion SR",
@@ -139,13 +139,20 @@ def build_parser() -> BidaArgumentParser:
         metavar="MM",
         help="through-plane voxel size of the output (default: in-plane size)",
     )
-    g.add_argument("--steps", type=_positive_int, default=16, help="DDIM steps (bida)")
-    g.add_argument("--eta", type=_finite_float, default=0.0, help="DDIM stochasticity (bida)")
+    g.add_argument(
+        "--steps", type=_positive_int, default=RunConfig.default("steps"), help="DDIM steps (bida)"
+    )
+    g.add_argument(
+        "--eta",
+        type=_finite_float,
+        default=RunConfig.default("eta"),
+        help="DDIM stochasticity (bida)",
+    )
     g.add_argument(
         "--n_samples",
         "--n-samples",
         type=_positive_int,
-        default=1,
+        default=RunConfig.default("n_samples"),
         help="posterior samples; >1 also writes a desc-bidaStd uncertainty map",
     )
     g.add_argument(
@@ -154,7 +161,7 @@ def build_parser() -> BidaArgumentParser:
         # physics.profiles.PROFILE_KINDS, spelled out to keep scipy out of `bida --help`
         # (tests/test_cli_participant.py checks the two agree)
         choices=["gaussian", "slr", "boxcar"],
-        default=DEFAULT_SLICE_PROFILE,
+        default=RunConfig.default("slice_profile"),
         help="slice profile of the forward model A of dccubic, BiDA and the final projection "
         "(FWHM = slice thickness): slr (flat top, default: robust when the true profile is "
         "unknown), gaussian (the paper's model) or boxcar",
@@ -176,7 +183,7 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--prior",
         choices=["pretrained", "self"],
-        default="pretrained",
+        default=RunConfig.default("prior"),
         help="shipped/--weights priors, or a scan-adaptive prior fit on the scan",
     )
     g.add_argument(
@@ -187,14 +194,14 @@ def build_parser() -> BidaArgumentParser:
         metavar="N",
         help="training steps per plane of --prior self (default: 1000 on CPU, 3000 on GPU)",
     )
-    g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument("--seed", type=int, default=RunConfig.default("seed"), help="random seed")
 
     g = p.add_argument_group("input headers and preprocessing")
     g.add_argument(
         "--anisotropy_threshold",
         "--anisotropy-threshold",
         type=_positive_float,
-        default=1.5,
+        default=RunConfig.default("anisotropy_threshold"),
         metavar="R",
         help="max/min voxel-size ratio above which a run is processed",
     )
@@ -202,7 +209,7 @@ def build_parser() -> BidaArgumentParser:
         "--header_scale",
         "--header-scale",
         type=_positive_float,
-        default=1.0,
+        default=RunConfig.default("header_scale"),
         metavar="F",
         help="multiply voxel sizes by this factor (0.1 fixes x10 rodent headers)",
     )
@@ -223,7 +230,7 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--device",
         type=_device,
-        default="auto",
+        default=RunConfig.default("device"),
         help="torch device for bida: auto, cpu, cuda or cuda:N; auto falls back to the CPU "
         "with a warning",
     )
@@ -282,6 +289,15 @@ def build_parser() -> BidaArgumentParser:
     )
 
     g = p.add_argument_group("other")
+    g.add_argument(
+        "--config_file",
+        "--config-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="reload the options of a previous run (its WORK_DIR/config.toml); options "
+        "given on the command line win",
+    )
     g.add_argument(
         "--skip_bids_validator",
         "--skip-bids-validator",

@@ -13,7 +13,7 @@ from nipype.interfaces.base import (
     traits,
 )
 
-from ..config import DEFAULT_SLICE_PROFILE
+from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS
 from ..physics.profiles import PROFILE_KINDS
 from ._base import Timer, out_path, write_info
 
@@ -99,7 +99,7 @@ class _BidaInputSpec(BaseInterfaceInputSpec):
     weights_dir = traits.Str("", usedefault=True, desc="plane models folder ('' = shipped)")
     prior = traits.Enum("pretrained", "self", usedefault=True, desc="prior source")
     self_prior_steps = traits.Int(0, usedefault=True, desc="--prior self steps (0: default)")
-    steps = traits.Int(16, usedefault=True, desc="DDIM steps")
+    steps = traits.Int(DEFAULT_STEPS, usedefault=True, desc="DDIM steps")
     eta = traits.Float(0.0, usedefault=True, desc="DDIM stochasticity")
     n_samples = traits.Int(1, usedefault=True, desc="posterior samples (K)")
     null_shrinkage = traits.Bool(False, usedefault=True, desc="shrink disagreeing null space")
