@@ -2,83 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
-import math
-import sys
 from pathlib import Path
 
 from .. import __version__
 from ..config import METHODS, RunConfig
-from ..device import available_cpus, check_device_spec
-from ..errors import BidaError, ExitCode
-
-ANALYSIS_LEVELS = ("participant", "group")
-
-
-class BidaArgumentParser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors exit with code 64 and a one-line message."""
-
-    def error(self, message: str):  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
-        raise SystemExit(int(ExitCode.USAGE))
-
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
-        ns = super().parse_args(args, namespace)
-        level = getattr(ns, "analysis_level", None)
-        if level is not None and level not in ANALYSIS_LEVELS:
-            sys.stderr.write(
-                f"{self.prog}: error: unknown analysis level {level!r} "
-                f"(choose from {', '.join(ANALYSIS_LEVELS)})\n"
-            )
-            raise SystemExit(int(ExitCode.UNKNOWN_LEVEL))
-        return ns
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Shows an option's default only where it says something: not for flags, not for
-    ``None``/empty defaults (their help explains what happens), not twice."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (
-            "%(default)" in text
-            or "default" in text
-            or action.option_strings == []
-            or action.nargs == 0
-            or default in (None, "", [], argparse.SUPPRESS)
-            or isinstance(default, bool)
-        ):
-            return text
-        return text + " (default: %(default)s)"
-
-
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def _device(text: str) -> str:
-    try:
-        return check_device_spec(text)
-    except BidaError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+from ..device import available_cpus
+from .options import (
+    BidaArgumentParser,
+    HelpFormatter,
+    add_device_option,
+    finite_float,
+    positive_float,
+    positive_int,
+)
 
 
 def build_parser() -> BidaArgumentParser:
@@ -134,24 +70,24 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--target_resolution",
         "--target-resolution",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="MM",
         help="through-plane voxel size of the output (default: in-plane size)",
     )
     g.add_argument(
-        "--steps", type=_positive_int, default=RunConfig.default("steps"), help="DDIM steps (bida)"
+        "--steps", type=positive_int, default=RunConfig.default("steps"), help="DDIM steps (bida)"
     )
     g.add_argument(
         "--eta",
-        type=_finite_float,
+        type=finite_float,
         default=RunConfig.default("eta"),
         help="DDIM stochasticity (bida)",
     )
     g.add_argument(
         "--n_samples",
         "--n-samples",
-        type=_positive_int,
+        type=positive_int,
         default=RunConfig.default("n_samples"),
         help="posterior samples; >1 also writes a desc-bidaStd uncertainty map",
     )
@@ -189,7 +125,7 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--self_prior_steps",
         "--self-prior-steps",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="training steps per plane of --prior self (default: 1000 on CPU, 3000 on GPU)",
@@ -200,7 +136,7 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--anisotropy_threshold",
         "--anisotropy-threshold",
-        type=_positive_float,
+        type=positive_float,
         default=RunConfig.default("anisotropy_threshold"),
         metavar="R",
         help="max/min voxel-size ratio above which a run is processed",
@@ -208,7 +144,7 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--header_scale",
         "--header-scale",
-        type=_positive_float,
+        type=positive_float,
         default=RunConfig.default("header_scale"),
         metavar="F",
         help="multiply voxel sizes by this factor (0.1 fixes x10 rodent headers)",
@@ -227,25 +163,24 @@ def build_parser() -> BidaArgumentParser:
         default=None,
         help="work directory (default: OUTPUT_DIR/work); reused to resume",
     )
-    g.add_argument(
-        "--device",
-        type=_device,
+    add_device_option(
+        g,
+        "torch device for bida: auto, cpu, cuda or cuda:N; auto falls back to the CPU with a "
+        "warning",
         default=RunConfig.default("device"),
-        help="torch device for bida: auto, cpu, cuda or cuda:N; auto falls back to the CPU "
-        "with a warning",
     )
     g.add_argument(
         "--nprocs",
         "--n_cpus",
         "--n-cpus",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="processes for the MultiProc plugin (default 1: runs one after the other)",
     )
     g.add_argument(
         "--omp_nthreads",
         "--omp-nthreads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="threads per process for torch, ITK and BLAS (default: min(8, --nprocs or the "
         f"CPUs available to this process, here {available_cpus()}))",
@@ -253,7 +188,7 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--mem_gb",
         "--mem-gb",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="memory limit for the scheduler (GB)",
     )

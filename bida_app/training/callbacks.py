@@ -136,32 +136,23 @@ class TensorBoardLog(Callback):
             self.writer.close()
 
 
-class SampleGrids(Callback):
-    """A PNG grid of prior samples every ``period`` steps and at the end."""
+class Periodic(Callback):
+    """Call ``trainer.<action>()`` every ``period`` steps and once more at the end.
 
-    def __init__(self, period: int) -> None:
+    ``Periodic("save", n)`` writes the weights, card and training state (checkpoints);
+    ``Periodic("save_samples", n)`` a PNG grid of prior samples.
+    """
+
+    def __init__(self, action: str, period: int) -> None:
+        self.action = action
         self.period = period
 
     def on_step(self, trainer: Trainer) -> None:
         if every(self.period, trainer):
-            trainer.save_samples()
+            getattr(trainer, self.action)()
 
     def on_end(self, trainer: Trainer) -> None:
-        trainer.save_samples()
-
-
-class Checkpoints(Callback):
-    """Weights, card and training state every ``period`` steps and at the end."""
-
-    def __init__(self, period: int) -> None:
-        self.period = period
-
-    def on_step(self, trainer: Trainer) -> None:
-        if every(self.period, trainer):
-            trainer.save()
-
-    def on_end(self, trainer: Trainer) -> None:
-        trainer.save()
+        getattr(trainer, self.action)()
 
 
 class LossCurve(Callback):
@@ -187,7 +178,7 @@ def default_callbacks(trainer: Trainer, *, progress: bool = True) -> list[Callba
     return callbacks + [
         CsvLog(logs / f"{plane}.csv"),
         TensorBoardLog(logs / f"tb-{plane}"),
-        Checkpoints(trainer.cfg.checkpoint_every),
-        SampleGrids(trainer.cfg.sample_every),
+        Periodic("save", trainer.cfg.checkpoint_every),
+        Periodic("save_samples", trainer.cfg.sample_every),
         LossCurve(),
     ]
