@@ -10,6 +10,8 @@ from typing import Any
 from . import __version__
 from .errors import BidaError, ExitCode
 
+#: DDIM steps of BiDA sampling by default, as in the paper.
+DEFAULT_STEPS = 16
 #: ``--method`` choices (each is the ``desc-`` label of its derivative) and the default: the
 #: data-consistent baseline until BiDA beats it on held-out real volumes (see the README).
 METHODS = ("dccubic", "cubic", "bida")
@@ -18,8 +20,6 @@ DEFAULT_METHOD = "dccubic"
 #: when the true profile is unknown (README, "Slice profile"): Gaussian-A projections lose to
 #: plain cubic on SLR-shaped slices, SLR-A projections beat it on both.
 DEFAULT_SLICE_PROFILE = "slr"
-#: DDIM steps of BiDA sampling by default, as in the paper.
-DEFAULT_STEPS = 16
 
 
 @dataclass
