@@ -46,24 +46,27 @@ def save_image(runtime: Any, name: str, img: Any) -> str:
     return path
 
 
-def write_info(runtime: Any, name: str, stage: str, seconds: float, sidecar: dict) -> str:
-    """Write a node's JSON info (its stage, run time and sidecar keys); return its path.
+def write_info(runtime: Any, stage: str, timer: Timer, sidecar: dict) -> str:
+    """Write a node's JSON info, ``<stage>.json``: its stage, run time and sidecar keys.
 
     Parameters
     ----------
     runtime : nipype runtime
         The node's runtime (its working directory holds the file).
-    name : str
-        File name, e.g. ``"n4.json"``.
     stage : str
-        Stage label recorded in the derivative's provenance.
-    seconds : float
-        Run time of the stage.
+        Stage label recorded in the derivative's provenance; names the file.
+    timer : Timer
+        The timer of the stage's work.
     sidecar : dict
         Keys this stage adds to the derivative's JSON sidecar.
+
+    Returns
+    -------
+    str
+        Path of the file.
     """
-    path = Path(runtime.cwd) / name
-    info = {"stage": stage, "seconds": seconds, "sidecar": sidecar}
+    path = Path(runtime.cwd) / f"{stage}.json"
+    info = {"stage": stage, "seconds": timer.seconds, "sidecar": sidecar}
     path.write_text(json.dumps(info, indent=2, default=_jsonable))
     return str(path)
 

@@ -44,11 +44,6 @@ class N4Correct(SimpleInterface):
             )
         self._results["out_file"] = _base.save_image(runtime, "n4_T2w.nii.gz", res.corrected)
         self._results["bias_file"] = _base.save_image(runtime, "n4_biasfield.nii.gz", res.bias)
-        self._results["info_file"] = _base.write_info(
-            runtime,
-            "n4.json",
-            "n4",
-            t.seconds,
-            {"BiasFieldCorrection": {"Method": "N4 (ANTsPy)", **res.params}},
-        )
+        sidecar = {"BiasFieldCorrection": {"Method": "N4 (ANTsPy)", **res.params}}
+        self._results["info_file"] = _base.write_info(runtime, "n4", t, sidecar)
         return runtime

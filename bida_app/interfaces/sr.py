@@ -67,9 +67,8 @@ class CubicSR(SimpleInterface):
         self._results["out_file"] = _base.save_image(runtime, "sr_T2w.nii.gz", sr)
         self._results["info_file"] = _base.write_info(
             runtime,
-            "sr.json",
             "super_resolution",
-            t.seconds,
+            t,
             {
                 "Method": method,
                 "MethodParameters": params,
@@ -133,13 +132,7 @@ class BidaSR(SimpleInterface):
         self._results["out_file"] = _base.save_image(runtime, "sr_T2w.nii.gz", res.image)
         if res.std_image is not None:
             self._results["std_file"] = _base.save_image(runtime, "sr_std.nii.gz", res.std_image)
-        self._results["info_file"] = _base.write_info(
-            runtime,
-            "sr.json",
-            "super_resolution",
-            t.seconds,
-            res.sidecar,
-        )
+        self._results["info_file"] = _base.write_info(runtime, "super_resolution", t, res.sidecar)
         return runtime
 
 
@@ -192,9 +185,8 @@ class RestoreAcquired(SimpleInterface):
         profile = self.inputs.slice_profile
         self._results["info_file"] = _base.write_info(
             runtime,
-            "restore.json",
             "restore_acquired",
-            t.seconds,
+            t,
             {
                 "IntensitySpace": "acquired" if bias is not None else "acquired (no N4)",
                 "BiasFieldReapplied": bias is not None,
