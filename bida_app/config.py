@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -9,6 +10,8 @@ from typing import Any
 
 from . import __version__
 from .errors import BidaError, ExitCode
+
+LOGGER = logging.getLogger("bida")
 
 #: DDIM steps of BiDA sampling by default, as in the paper.
 DEFAULT_STEPS = 16
@@ -98,8 +101,8 @@ class RunConfig:
     def read_toml(cls, path: str | Path) -> dict[str, Any]:
         """The option values of a file written by :meth:`to_toml`, checked against the fields.
 
-        Keys this version does not know are ignored (with a warning from the caller's
-        logger); ``version`` is left out (a run always records the version that ran it).
+        Keys this version does not know are ignored with a warning; ``version`` is left out
+        (a run always records the version that ran it).
 
         Raises
         ------
@@ -123,6 +126,9 @@ class RunConfig:
         if not isinstance(table, dict):
             raise BidaError(f"{path}: no [bida] table (not a bida config.toml)", ExitCode.USAGE)
         types = {f.name: _FIELD_TYPES[f.type] for f in fields(cls) if f.name != "version"}
+        unknown = sorted(set(table) - {f.name for f in fields(cls)})
+        if unknown:
+            LOGGER.warning("%s: unknown option(s) %s ignored", path, ", ".join(unknown))
         return {
             key: _checked(path, key, types[key], value)
             for key, value in table.items()

@@ -61,11 +61,13 @@ def test_command_line_wins_over_the_file(tmp_path: Path):
     assert (cfg.eta, cfg.n_samples, cfg.omp_nthreads, cfg.n4) == (0.3, 3, 3, False)  # file
 
 
-def test_unknown_keys_are_ignored_and_version_is_this_one(tmp_path: Path):
+def test_unknown_keys_are_ignored_and_version_is_this_one(tmp_path: Path, caplog):
     path = tmp_path / "config.toml"
     path.write_text('[bida]\nsteps = 5\nversion = "0.0.1"\nremoved_option = 1\n')
-    cfg = config_from_argv(POSITIONALS + ["--config-file", str(path)])
+    with caplog.at_level("WARNING", logger="bida"):
+        cfg = config_from_argv(POSITIONALS + ["--config-file", str(path)])
     assert cfg.steps == 5 and cfg.version == RunConfig.default("version") != "0.0.1"
+    assert "unknown option(s) removed_option ignored" in caplog.text
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .. import device
 from ..config import RunConfig
-from ..device import available_cpus, default_omp_nthreads
 from ..errors import BidaError, ExitCode
 from .parser import build_parser
 
@@ -48,7 +48,7 @@ def config_from_argv(argv: list[str]) -> RunConfig:
     if args.omp_nthreads is None:
         # threads use the machine by default; parallel workflows (MultiProc) stay opt-in:
         # the signal, lock and kill -9 guarantees are tested for the serial plugin
-        args.omp_nthreads = default_omp_nthreads(args.nprocs or available_cpus())
+        args.omp_nthreads = device.default_omp_nthreads(args.nprocs or device.available_cpus())
     return RunConfig.from_namespace(args)
 
 
