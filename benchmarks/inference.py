@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from table import print_table  # benchmarks/table.py (scripts run from this folder)
 
 from bida_app.demo.phantom import make_rat_phantom
 from bida_app.device import amp_dtype
@@ -277,8 +278,8 @@ def main() -> None:
             continue
         rows += time_device(torch.device(name), models, lr, op, args)
 
-    print(
-        f"\nBiDA inference, {GRID[0]}x{GRID[1]}x{GRID[2]} volume, {FACTOR:g}x along A-P, "
+    title = (
+        f"BiDA inference, {GRID[0]}x{GRID[1]}x{GRID[2]} volume, {FACTOR:g}x along A-P, "
         f"planes {' + '.join(PLANES)}, {args.steps} steps, preset {args.preset!r} "
         f"({n_params / 1e6:.2f} M parameters per plane, {tflop:.1f} TFLOP per volume), "
         f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, load average "
@@ -286,23 +287,23 @@ def main() -> None:
     )
     head = f"{'device':8} {'method':6} {'dtype':9} {'batch':16} {'slices':>9} "
     head += f"{'s/vol med':>10} {'s/vol best':>11} {'peak GB':>8} {'ratio':>6}"
-    print(head)
-    print("-" * len(head))
+    lines = []
     for row in rows:
         naive = next(r for r in rows if r.device == row.device and r.method == "naive")
         ratio = naive.s_per_volume_best / row.s_per_volume_best
         mark = "*" if row.extrapolated else " "
-        print(
+        lines.append(
             f"{row.device:8} {row.method:6} {row.dtype:9} {row.batch:16} "
             f"{row.slices_measured:>4}/{row.slices_total:<4} {row.s_per_volume_median:>9.1f}"
             f"{mark} {row.s_per_volume_best:>10.1f}{mark} {row.peak_mem_gb:>8.2f} {ratio:>6.2f}"
         )
-    print(
+    note = (
         "s/vol: seconds per volume from the median / the fastest batch's seconds per slice of "
         "each plane (a busy machine only slows batches down, so 'best' estimates an idle one). "
         "* extrapolated from the measured slices. ratio = naive best / this row's best. "
         "CPU peak = process peak RSS (upper bound); CUDA peak = torch max allocated."
     )
+    print_table(title, head, lines, note)
     if args.json:
         meta = {
             "preset": args.preset,

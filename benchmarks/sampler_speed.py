@@ -41,6 +41,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+from table import print_table  # benchmarks/table.py (scripts run from this folder)
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 VOLUMES = {
@@ -220,27 +221,25 @@ def main() -> None:
     def med(name: str, key: str) -> float:
         return float(np.median([r[key] for r in runs[name]]))
 
-    print(
-        f"\nBiDA sampler speed, volume {args.volume} ({VOLUMES[args.volume].name}), "
+    title = (
+        f"BiDA sampler speed, volume {args.volume} ({VOLUMES[args.volume].name}), "
         f"{args.samples} sample(s), {args.repeats} run(s) each, CPUs available "
         f"{available_cpus()}, load average before/after {load0:.1f}/{load1:.1f}"
     )
     head = f"{'setting':8} {'threads':>7} {'steps':>5} {'sampler s':>10} {'total s':>8} "
     head += f"{'peak GB':>8} {'PSNR dB':>8}"
-    print(head)
-    print("-" * len(head))
-    for name, cfg in configs.items():
-        sampler = med(name, "sampler_seconds")
-        print(
-            f"{name:8} {cfg['threads']:>7} {cfg['steps']:>5} {sampler:>10.1f} "
-            f"{med(name, 'seconds'):>8.1f} {max(r['peak_rss_gb'] for r in runs[name]):>8.2f} "
-            f"{med(name, 'psnr'):>8.2f}"
-        )
-    print(
+    lines = [
+        f"{name:8} {cfg['threads']:>7} {cfg['steps']:>5} {med(name, 'sampler_seconds'):>10.1f} "
+        f"{med(name, 'seconds'):>8.1f} {max(r['peak_rss_gb'] for r in runs[name]):>8.2f} "
+        f"{med(name, 'psnr'):>8.2f}"
+        for name, cfg in configs.items()
+    ]
+    note = (
         "medians over the runs; peak = the run's process peak resident memory; PSNR over the "
         "head inside the covered slab"
         + (" (against the 0.2.0 output: no truth for this volume)" if truth is None else "")
     )
+    print_table(title, head, lines, note)
     if args.json:
         Path(args.json).write_text(json.dumps({"configs": configs, "runs": runs}, indent=2))
     speedup = med("0.2.0", "sampler_seconds") / med("new", "sampler_seconds")

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 import tomllib
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 from . import __version__
+from .errors import BidaError, ExitCode
 
+LOGGER = logging.getLogger("bida")
+
+#: DDIM steps of BiDA sampling by default, as in the paper.
+DEFAULT_STEPS = 16
 #: ``--method`` choices (each is the ``desc-`` label of its derivative) and the default: the
 #: data-consistent baseline until BiDA beats it on held-out real volumes (see the README).
 METHODS = ("dccubic", "cubic", "bida")
@@ -49,7 +56,7 @@ class RunConfig:
     omp_nthreads: int = 1
     mem_gb: float = 0.0
     overwrite: bool = False
-    steps: int = 16
+    steps: int = DEFAULT_STEPS
     eta: float = 0.0
     n_samples: int = 1
     null_shrinkage: bool = False
@@ -76,11 +83,107 @@ class RunConfig:
         return write_text(path, "\n".join(lines) + "\n")
 
     @classmethod
+    def default(cls, name: str) -> Any:
+        """Default of the field ``name`` (the parser's default for the option of that name)."""
+        for f in fields(cls):
+            if f.name == name:
+                if f.default_factory is not MISSING:
+                    return f.default_factory()
+                return f.default
+        raise KeyError(name)
+
+    @classmethod
+    def from_namespace(cls, ns: Any) -> RunConfig:
+        """The configuration from parsed arguments: each field taken from ``ns`` by name.
+
+        An attribute that is absent or ``None`` (an option left unset whose value is computed
+        later, e.g. ``--target_resolution``) gives the field's default; paths become strings
+        and sequences lists, as the fields declare.
+        """
+        values = {}
+        for f in fields(cls):
+            value = getattr(ns, f.name, None)
+            if value is not None:
+                values[f.name] = _as_field_type(f.type, value)
+        return cls(**values)
+
+    @classmethod
+    def read_toml(cls, path: str | Path) -> dict[str, Any]:
+        """The option values of a file written by :meth:`to_toml`, checked against the fields.
+
+        Keys this version does not know are ignored with a warning; ``version`` is left out
+        (a run always records the version that ran it).
+
+        Raises
+        ------
+        BidaError
+            Exit 64, one line naming the file: missing or unreadable, not TOML, no ``[bida]``
+            table, or a value of the wrong type.
+        """
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise BidaError(f"{path}: configuration file not found", ExitCode.USAGE) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            why = getattr(exc, "strerror", None) or exc
+            raise BidaError(
+                f"{path}: cannot read the configuration ({why})", ExitCode.USAGE
+            ) from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise BidaError(f"{path}: not a TOML file ({exc})", ExitCode.USAGE) from exc
+        table = data.get("bida")
+        if not isinstance(table, dict):
+            raise BidaError(f"{path}: no [bida] table (not a bida config.toml)", ExitCode.USAGE)
+        types = {f.name: _FIELD_TYPES[f.type] for f in fields(cls) if f.name != "version"}
+        unknown = sorted(set(table) - {f.name for f in fields(cls)})
+        if unknown:
+            LOGGER.warning("%s: unknown option(s) %s ignored", path, ", ".join(unknown))
+        return {
+            key: _checked(path, key, types[key], value)
+            for key, value in table.items()
+            if key in types
+        }
+
+    @classmethod
     def from_toml(cls, path: str | Path) -> RunConfig:
         """Read a configuration written by :meth:`to_toml` (unknown keys are ignored)."""
-        data = tomllib.loads(Path(path).read_text()).get("bida", {})
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        return cls(**cls.read_toml(path))
+
+
+#: Python type of each field annotation of :class:`RunConfig` (TOML values are checked).
+_FIELD_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list[str]": list}
+
+
+_EXPECTED = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list of strings",
+}
+
+
+def _as_field_type(annotation: str, value: Any) -> Any:
+    """``value`` as a field annotated ``annotation`` holds it (Path -> str, tuple -> list)."""
+    if annotation == "str":
+        return str(value)
+    if annotation == "list[str]":
+        return [str(v) for v in value]
+    return value
+
+
+def _checked(path: Path, key: str, kind: type, value: Any) -> Any:
+    """``value`` of ``key`` in the file ``path`` if it is a ``kind``, else exit 64."""
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+    if ok and kind is list:
+        ok = all(isinstance(v, str) for v in value)
+    if not ok:
+        expected = _EXPECTED[kind]
+        raise BidaError(f"{path}: {key} = {value!r} is not {expected}", ExitCode.USAGE)
+    return value
 
 
 def _toml_value(value) -> str:

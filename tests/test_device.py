@@ -242,13 +242,13 @@ def test_evaluate_cli_resolves_device_once_and_keeps_index(fake_cuda, monkeypatc
 
 def test_sidecar_records_the_cpu_budget():
     from bida_app.bids.sidecar import build_sidecar
+    from bida_app.cli.participant import recorded_options
     from bida_app.config import RunConfig
-    from bida_app.workflows.base import _recorded
 
     cfg = RunConfig(bids_dir="b", output_dir="o", analysis_level="participant")
     cfg.nprocs, cfg.omp_nthreads, cfg.device = 6, 3, "cuda:1"
     run = {"relpath": "sub-01/anat/sub-01_T2w.nii.gz", "zooms": [0.2, 1.0, 0.2]}
-    meta = build_sidecar(run, [], _recorded(cfg))
+    meta = build_sidecar(run, [], recorded_options(cfg))
     assert meta["Options"]["nprocs"] == 6
     assert meta["Options"]["omp_nthreads"] == 3
     assert meta["Options"]["device"] == "cuda:1"

@@ -33,6 +33,12 @@ def _psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10 * math.log10(4.0 / float(((a - b) ** 2).mean()))
 
 
+def _tiny_net(seed: int) -> UNet:
+    """A ``tiny`` UNet with random weights drawn after ``torch.manual_seed(seed)``."""
+    torch.manual_seed(seed)
+    return UNet(UNetConfig.preset("tiny")).eval()
+
+
 def _gens(n: int, seed: int = 0) -> list[torch.Generator]:
     return [torch.Generator().manual_seed(seed * 1000 + i) for i in range(n)]
 
@@ -57,8 +63,7 @@ def test_oracle_velocity_recovers_slices(dim, eta):
 
 @pytest.mark.parametrize("factor", [2.5, 5.0])
 def test_random_network_output_is_data_consistent(factor):
-    torch.manual_seed(0)
-    net = UNet(UNetConfig.preset("tiny")).eval()
+    net = _tiny_net(seed=0)
     op = _operator(18, factor)
     y = op.along(3)(_slices(2, 10, 18))
     with torch.no_grad():
@@ -86,8 +91,7 @@ def test_range_replacement_matches_operator_and_holds_background():
 
 
 def test_batch_size_does_not_change_result():
-    torch.manual_seed(1)
-    net = UNet(UNetConfig.preset("tiny")).eval()
+    net = _tiny_net(seed=1)
     op = _operator(16, 2.5)
     y = op.along(2)(_slices(4, 16, 8))
     with torch.no_grad():
@@ -116,8 +120,7 @@ def test_fresh_noise_scale():
 
 
 def test_eta_changes_samples_and_generators_fix_them():
-    torch.manual_seed(2)
-    net = UNet(UNetConfig.preset("tiny")).eval()
+    net = _tiny_net(seed=2)
     op = _operator(16, 5.0)
     y = op.along(2)(_slices(2, 16, 8))
     with torch.no_grad():

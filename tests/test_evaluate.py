@@ -316,14 +316,7 @@ def test_resume_refuses_other_settings(evaluated: dict, tmp_path: Path) -> None:
 
 def test_tiny_bida_model_runs_with_data_consistency(tmp_path: Path) -> None:
     """Random tiny plane models: scores are meaningless, the plumbing and A are not."""
-    weights = tmp_path / "weights"
-    for plane in ("axial", "coronal", "sagittal"):
-        save_plane_model(
-            UNet(UNetConfig.preset("tiny")),
-            weights,
-            plane,
-            slice_shape=plane_slice_shape(plane, (48, 48, 48)),
-        )
+    weights = _tiny_weights(tmp_path / "weights")
     vol = _phantom_file(tmp_path / "ph.nii.gz", seed=3)
     rc = main(
         [
@@ -375,8 +368,9 @@ def test_dccubic_is_consistent_and_beats_cubic_with_the_matched_profile(tmp_path
     assert json.loads((mismatch / "run.json").read_text())["settings"]["n4"] is False
 
 
-def _tiny_weights(folder: Path, trained_on: list[Path]) -> Path:
-    """Random tiny plane models whose cards say they were trained on ``trained_on``."""
+def _tiny_weights(folder: Path, trained_on: list[Path] | None = None) -> Path:
+    """Random tiny plane models; with ``trained_on`` their cards say they were trained on
+    those files (without, the cards have no training record)."""
     from bida_app.models.weights import sha256_file
 
     for plane in ("axial", "coronal", "sagittal"):
@@ -386,6 +380,8 @@ def _tiny_weights(folder: Path, trained_on: list[Path]) -> Path:
             plane,
             slice_shape=plane_slice_shape(plane, (48, 48, 48)),
         )
+        if trained_on is None:
+            continue
         card_path = folder / f"{plane}.json"
         card = json.loads(card_path.read_text())
         card["training"] = {

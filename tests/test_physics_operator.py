@@ -42,6 +42,13 @@ def _shape(op: AxisOperator, n: int) -> tuple[int, ...]:
     return tuple(shape)
 
 
+def _signals(op: AxisOperator, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random float64 arrays in the domain (x, HR) and the range (y, slices) of ``op``."""
+    rng = np.random.default_rng(seed)
+    m, n = op.shape
+    return rng.standard_normal(_shape(op, n)), rng.standard_normal(_shape(op, m))
+
+
 def _rel(a, b) -> float:
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
@@ -53,10 +60,7 @@ SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[Healt
 @SETTINGS
 @given(op=operators(), seed=st.integers(0, 2**16))
 def test_pinv_identities_float64(op, seed):
-    rng = np.random.default_rng(seed)
-    m, n = op.shape
-    x = rng.standard_normal(_shape(op, n))
-    y = rng.standard_normal(_shape(op, m))
+    x, y = _signals(op, seed)
     ax = op(x)
     assert np.abs(op(op.pinv(ax)) - ax).max() <= 1e-5  # A A+ A = A
     py = op.pinv(y)
@@ -70,10 +74,7 @@ def test_pinv_identities_float64(op, seed):
 @SETTINGS
 @given(op=operators(), seed=st.integers(0, 2**16))
 def test_pinv_identities_float32_torch(op, seed):
-    gen = torch.Generator().manual_seed(seed)
-    m, n = op.shape
-    x = torch.randn(_shape(op, n), generator=gen)
-    y = torch.randn(_shape(op, m), generator=gen)
+    x, y = (torch.from_numpy(v).float() for v in _signals(op, seed))
     ax = op(x)
     assert ax.dtype == torch.float32
     assert _rel(op(op.pinv(ax)), ax) <= 1e-3
@@ -84,10 +85,7 @@ def test_pinv_identities_float32_torch(op, seed):
 @SETTINGS
 @given(op=operators(), seed=st.integers(0, 2**16))
 def test_adjoint_dot_product(op, seed):
-    rng = np.random.default_rng(seed)
-    m, n = op.shape
-    x = rng.standard_normal(_shape(op, n))
-    y = rng.standard_normal(_shape(op, m))
+    x, y = _signals(op, seed)
     lhs, rhs = np.vdot(op(x), y), np.vdot(x, op.H(y))
     assert abs(lhs - rhs) <= 1e-10 * max(abs(lhs), 1.0)
     assert op.H.H is op
@@ -96,10 +94,7 @@ def test_adjoint_dot_product(op, seed):
 @SETTINGS
 @given(op=operators(), seed=st.integers(0, 2**16))
 def test_null_projector(op, seed):
-    rng = np.random.default_rng(seed)
-    m, n = op.shape
-    x = rng.standard_normal(_shape(op, n))
-    y = rng.standard_normal(_shape(op, m))
+    x, y = _signals(op, seed)
     null = op.null_projector
     px = null(x)
     assert np.abs(null(px) - px).max() <= 1e-8  # idempotent
@@ -115,9 +110,7 @@ def test_null_projector(op, seed):
 @SETTINGS
 @given(op=operators(), seed=st.integers(0, 2**16))
 def test_numpy_and_torch_agree(op, seed):
-    rng = np.random.default_rng(seed)
-    n = op.shape[1]
-    x = rng.standard_normal(_shape(op, n))
+    x, _ = _signals(op, seed)
     for f in (op, op.H @ op, op.pinv @ op, op.null_projector):
         ref = f(x)
         got64 = f(torch.from_numpy(x))

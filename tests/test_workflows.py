@@ -197,25 +197,16 @@ def tiny_weights(tmp_path_factory) -> Path:
     return root
 
 
+def _run_bida(bids: Path, out: Path, weights: Path, *options: str) -> int:
+    """The participant level with ``--method bida`` on ``weights``, 2 DDIM steps."""
+    args = [str(bids), str(out), "participant", "--method", "bida", "--weights", str(weights)]
+    return main([*args, "--steps", "2", *options])
+
+
 def test_bida_every_axis_world_space_and_consistency(three_axes, tiny_weights, tmp_path):
     out = tmp_path / "out"
-    args = [
-        str(three_axes),
-        str(out),
-        "participant",
-        "--method",
-        "bida",
-        "--weights",
-        str(tiny_weights),
-        "--steps",
-        "2",
-        "--no_n4",
-        "--target_resolution",
-        "0.2",
-        "--slice_profile",
-        "gaussian",
-    ]
-    assert main(args) == 0
+    options = ["--no_n4", "--target_resolution", "0.2", "--slice_profile", "gaussian"]
+    assert _run_bida(three_axes, out, tiny_weights, *options) == 0
     errors = _slice_centre_errors(three_axes, out, "bida")
     assert len(errors) == 24 and max(errors) < 0.01
     for sidecar in out.rglob("*_desc-bida_T2w.json"):
@@ -242,24 +233,8 @@ def test_bida_every_axis_world_space_and_consistency(three_axes, tiny_weights, t
 
 def test_bida_samples_write_uncertainty(two_subjects, tiny_weights, tmp_path):
     out = tmp_path / "out"
-    args = [
-        str(two_subjects),
-        str(out),
-        "participant",
-        "--method",
-        "bida",
-        "--weights",
-        str(tiny_weights),
-        "--steps",
-        "2",
-        "--n_samples",
-        "2",
-        "--eta",
-        "0.5",
-        "--participant_label",
-        "01",
-    ]
-    assert main(args) == 0
+    options = ["--n_samples", "2", "--eta", "0.5", "--participant_label", "01"]
+    assert _run_bida(two_subjects, out, tiny_weights, *options) == 0
     anat = out / "sub-01" / "anat"
     mean = nib.load(anat / "sub-01_acq-coronal_desc-bida_T2w.nii.gz")
     std = nib.load(anat / "sub-01_acq-coronal_desc-bidaStd_T2w.nii.gz")
@@ -271,20 +246,8 @@ def test_bida_samples_write_uncertainty(two_subjects, tiny_weights, tmp_path):
 
 
 def test_bida_missing_weights_is_a_clear_failure(two_subjects, tmp_path, capsys):
-    code = main(
-        [
-            str(two_subjects),
-            str(tmp_path / "o"),
-            "participant",
-            "--method",
-            "bida",
-            "--weights",
-            str(tmp_path / "nowhere"),
-            "--no_n4",
-            "--participant_label",
-            "01",
-        ]
-    )
+    options = ["--no_n4", "--participant_label", "01"]
+    code = _run_bida(two_subjects, tmp_path / "o", tmp_path / "nowhere", *options)
     assert code == 66
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "axial.json is missing" in err and str(tmp_path / "nowhere") in err
@@ -294,11 +257,9 @@ def test_bida_missing_weights_is_a_clear_failure(two_subjects, tmp_path, capsys)
 def test_bida_slr_profile_and_shrinkage_reach_the_data(two_subjects, tiny_weights, tmp_path):
     """--slice_profile slr: the output re-degrades to the slices under the SLR operator."""
     out = tmp_path / "out"
-    args = [str(two_subjects), str(out), "participant", "--method", "bida", "--weights"]
-    args += [str(tiny_weights), "--steps", "2", "--n_samples", "2", "--eta", "0.5"]
-    args += ["--null_shrinkage", "--slice_profile", "slr", "--participant_label", "01"]
-    args += ["--no_n4", "--target_resolution", "0.2"]
-    assert main(args) == 0
+    options = ["--n_samples", "2", "--eta", "0.5", "--null_shrinkage", "--slice_profile", "slr"]
+    options += ["--participant_label", "01", "--no_n4", "--target_resolution", "0.2"]
+    assert _run_bida(two_subjects, out, tiny_weights, *options) == 0
     anat = out / "sub-01" / "anat"
     meta = json.loads((anat / "sub-01_acq-coronal_desc-bida_T2w.json").read_text())
     assert meta["MethodParameters"]["SliceProfile"] == "slr"

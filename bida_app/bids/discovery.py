@@ -278,6 +278,29 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def bare_labels(labels: list[str] | None, prefix: str) -> list[str]:
+    """Labels as BIDS entities hold them: ``sub-01`` and ``01`` both give ``01``.
+
+    Examples
+    --------
+    >>> bare_labels(["sub-01", "02"], "sub-")
+    ['01', '02']
+    """
+    return [label.removeprefix(prefix) for label in labels or []]
+
+
+def describe_selection(subjects: list[str], sessions: list[str] | None = None) -> str:
+    """The participant/session filter of a run, for error messages.
+
+    Examples
+    --------
+    >>> describe_selection(["01", "02"], ["1"])
+    'participant(s) 01, 02; session(s) 1'
+    """
+    text = f"participant(s) {', '.join(subjects)}"
+    return text + (f"; session(s) {', '.join(sessions)}" if sessions else "")
+
+
 def select_t2w_runs(
     layout,
     *,
@@ -296,7 +319,7 @@ def select_t2w_runs(
     root = Path(layout.root)
     subjects = sorted(layout.get_subjects())
     if participant_label:
-        wanted = [label.removeprefix("sub-") for label in participant_label]
+        wanted = bare_labels(participant_label, "sub-")
         missing = sorted(set(wanted) - set(subjects))
         if missing:
             raise BidaError(
@@ -306,16 +329,13 @@ def select_t2w_runs(
             )
         subjects = wanted
     query = {"subject": subjects, "suffix": "T2w", "extension": [".nii", ".nii.gz"]}
-    if session_label:
-        query["session"] = [s.removeprefix("ses-") for s in session_label]
+    sessions = bare_labels(session_label, "ses-")
+    if sessions:
+        query["session"] = sessions
     files = layout.get(**query)
     if not files:
-        raise BidaError(
-            f"{root}: no T2w run selected (participants: {', '.join(subjects)}"
-            + (f"; sessions: {', '.join(query['session'])}" if session_label else "")
-            + ")",
-            ExitCode.NO_DATA,
-        )
+        selection = describe_selection(subjects, sessions)
+        raise BidaError(f"{root}: no T2w run selected ({selection})", ExitCode.NO_DATA)
     runs, errors = [], []
     for bf in sorted(files, key=lambda f: f.path):
         entities = {
@@ -369,7 +389,7 @@ def isotropic_t2w_runs(
         raise BidaError(f"{root}: not a BIDS dataset ({exc})", ExitCode.BIDS_INVALID) from exc
     query: dict = {"suffix": "T2w", "extension": [".nii", ".nii.gz"]}
     if participant_label:
-        query["subject"] = [s.removeprefix("sub-") for s in participant_label]
+        query["subject"] = bare_labels(participant_label, "sub-")
     runs = []
     for f in layout.get(**query):
         zooms = np.sqrt((nib.load(f.path).affine[:3, :3] ** 2).sum(axis=0))

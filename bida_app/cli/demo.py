@@ -6,19 +6,17 @@ import argparse
 import logging
 from pathlib import Path
 
-from .parser import BidaArgumentParser, HelpFormatter
+from .options import command_parser
 
 LOGGER = logging.getLogger("bida")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida demo-data``."""
-    p = BidaArgumentParser(
-        prog="bida demo-data",
-        description="Write a small synthetic rat BIDS dataset (phantoms).",
-        epilog="example:\n"
-        "  bida demo-data demo/bids --small && bida demo/bids demo/out participant",
-        formatter_class=HelpFormatter,
+    p = command_parser(
+        "bida demo-data",
+        "Write a small synthetic rat BIDS dataset (phantoms).",
+        "example:\n  bida demo-data demo/bids --small && bida demo/bids demo/out participant",
     )
     p.add_argument("out_dir", type=Path, help="folder to create")
     p.add_argument(

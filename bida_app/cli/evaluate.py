@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from ..errors import BidaError
-from .parser import BidaArgumentParser, start_time
+from .options import add_axis_option, add_device_option, command_parser, positive_int, start_time
 
 LOGGER = logging.getLogger("bida")
 
@@ -40,27 +40,20 @@ def _scale(text: str) -> float:
     return value
 
 
-def _count(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida evaluate`` (usage errors exit 64)."""
-    from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_T_START, SIMULATION_TBW
+    from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS, DEFAULT_T_START, SIMULATION_TBW
     from ..evaluation.harness import DEFAULT_METHODS, METHODS
     from ..evaluation.skullstrip import SPECIES
     from ..physics.profiles import PROFILE_KINDS
 
-    p = BidaArgumentParser(
-        prog="bida evaluate",
-        description="Simulate thick slices (slice thickness = spacing = scale x HR voxel, "
+    p = command_parser(
+        "bida evaluate",
+        "Simulate thick slices (slice thickness = spacing = scale x HR voxel, "
         "SLR profile) from isotropic T2w volumes, super-resolve them with each method and "
         "score against the HR volume: PSNR and SSIM over the brain FOV, data-consistency "
         "residual, cDSC (Dice of skull-strip masks of SR vs HR) and run time.",
-        epilog=EPILOG,
+        EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -101,12 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=SIMULATION_TBW,
         help="time-bandwidth product of the simulated SLR slices (default: %(default)g)",
     )
-    p.add_argument(
-        "--axis",
-        type=str.upper,
-        choices=("LR", "AP", "SI"),
-        default="AP",
-        help="through-plane world axis of the simulated slices (default: AP)",
+    add_axis_option(
+        p, "through-plane world axis of the simulated slices (default: AP)", default="AP"
     )
     p.add_argument(
         "--species",
@@ -115,10 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="skull-strip network for cDSC (default: rat)",
     )
     p.add_argument("--weights", type=Path, help="BiDA plane-model folder (from bida train)")
-    p.add_argument("--steps", type=_count, default=16, help="BiDA sampling steps")
+    p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS, help="BiDA sampling steps")
     p.add_argument(
         "--n-samples",
-        type=_count,
+        type=positive_int,
         default=1,
         metavar="K",
         help="BiDA posterior samples averaged (default: 1)",
@@ -166,22 +155,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--self-prior-steps",
-        type=_count,
+        type=positive_int,
         metavar="N",
         help="bida-self: training steps per plane (default: 1000 on CPU, 3000 on GPU)",
     )
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N] (default: auto)")
+    add_device_option(p, "auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="BiDA random seed")
     p.add_argument(
         "--skullstrip-stride",
-        type=_count,
+        type=positive_int,
         metavar="N",
         help="QUICK MODE, not the published recipe: patch stride N for the "
         "skull-strip (results are labelled)",
     )
     p.add_argument(
         "--skullstrip-slices",
-        type=_count,
+        type=positive_int,
         metavar="N",
         help="QUICK MODE, not the published recipe: skull-strip only N evenly "
         "spaced coronal slices (results are labelled)",

@@ -66,50 +66,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _bids_app(argv: list[str], *, handle_signals: bool = False) -> int:
-    from ..config import RunConfig
-    from ..device import available_cpus, default_omp_nthreads
-    from .parser import build_parser
+    from .runconfig import config_from_argv
 
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbosity)
-    # threads use the machine by default; parallel workflows (MultiProc) stay opt-in: the
-    # signal, lock and kill -9 guarantees are tested for the serial plugin
-    nprocs = args.nprocs or 1
-    omp_nthreads = args.omp_nthreads or default_omp_nthreads(args.nprocs or available_cpus())
-    cfg = RunConfig(
-        bids_dir=str(args.bids_dir),
-        output_dir=str(args.output_dir),
-        analysis_level=args.analysis_level,
-        work_dir=str(args.work_dir or ""),
-        participant_label=list(args.participant_label),
-        session_label=list(args.session_label),
-        skip_bids_validator=args.skip_bids_validator,
-        method=args.method,
-        device=args.device,
-        seed=args.seed,
-        anisotropy_threshold=args.anisotropy_threshold,
-        target_resolution=args.target_resolution or 0.0,
-        header_scale=args.header_scale,
-        nprocs=nprocs,
-        omp_nthreads=omp_nthreads,
-        mem_gb=args.mem_gb or 0.0,
-        overwrite=args.overwrite,
-        steps=args.steps,
-        eta=args.eta,
-        n_samples=args.n_samples,
-        null_shrinkage=args.null_shrinkage,
-        slice_profile=args.slice_profile,
-        weights=str(args.weights or ""),
-        prior=args.prior,
-        self_prior_steps=args.self_prior_steps or 0,
-        n4=args.n4,
-        plugin=args.plugin or "",
-        plugin_args=args.plugin_args or "",
-        write_graph=args.write_graph,
-        stop_on_first_crash=args.stop_on_first_crash,
-        reports_only=args.reports_only,
-        verbosity=args.verbosity,
-    )
+    cfg = config_from_argv(argv)
+    setup_logging(cfg.verbosity)
     if handle_signals:
         from . import signals
 

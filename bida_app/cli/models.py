@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import BidaError, ExitCode
-from .parser import BidaArgumentParser, HelpFormatter
+from .options import BidaArgumentParser, command_parser
 
 LOGGER = logging.getLogger("bida")
 
@@ -143,12 +143,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida models`` (usage errors exit 64)."""
-    p = BidaArgumentParser(
-        prog="bida models",
-        description="Show and check the installed BiDA plane priors.",
-        epilog="examples:\n  bida models list\n  bida models info coronal\n"
+    p = command_parser(
+        "bida models",
+        "Show and check the installed BiDA plane priors.",
+        "examples:\n  bida models list\n  bida models info coronal\n"
         "  bida models verify --weights my_priors",
-        formatter_class=HelpFormatter,
     )
     sub = p.add_subparsers(dest="command", required=True, parser_class=BidaArgumentParser)
 

@@ -2,91 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
-import math
-import sys
 from pathlib import Path
 
 from .. import __version__
-from ..config import DEFAULT_METHOD, DEFAULT_SLICE_PROFILE, METHODS
-from ..device import available_cpus, check_device_spec
-from ..errors import BidaError, ExitCode
-
-ANALYSIS_LEVELS = ("participant", "group")
-
-
-class BidaArgumentParser(argparse.ArgumentParser):
-    """ArgumentParser whose usage errors exit with code 64 and a one-line message."""
-
-    def error(self, message: str):  # type: ignore[override]
-        sys.stderr.write(f"{self.prog}: error: {message} (see '{self.prog} -h')\n")
-        raise SystemExit(int(ExitCode.USAGE))
-
-    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
-        ns = super().parse_args(args, namespace)
-        level = getattr(ns, "analysis_level", None)
-        if level is not None and level not in ANALYSIS_LEVELS:
-            sys.stderr.write(
-                f"{self.prog}: error: unknown analysis level {level!r} "
-                f"(choose from {', '.join(ANALYSIS_LEVELS)})\n"
-            )
-            raise SystemExit(int(ExitCode.UNKNOWN_LEVEL))
-        return ns
-
-
-class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Shows an option's default only where it says something: not for flags, not for
-    ``None``/empty defaults (their help explains what happens), not twice."""
-
-    def _get_help_string(self, action: argparse.Action) -> str:
-        text = action.help or ""
-        default = action.default
-        if (
-            "%(default)" in text
-            or "default" in text
-            or action.option_strings == []
-            or action.nargs == 0
-            or default in (None, "", [], argparse.SUPPRESS)
-            or isinstance(default, bool)
-        ):
-            return text
-        return text + " (default: %(default)s)"
-
-
-def _positive_float(text: str) -> float:
-    value = _finite_float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
-
-
-def start_time(text: str) -> float:
-    """A sampler start time ``T`` in (0, 1] (``--t_start``)."""
-    value = _finite_float(text)
-    if not 0.0 < value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
-    return value
-
-
-def _device(text: str) -> str:
-    try:
-        return check_device_spec(text)
-    except BidaError as err:
-        raise argparse.ArgumentTypeError(str(err)) from None
+from ..config import METHODS, RunConfig
+from ..device import available_cpus
+from .options import (
+    BidaArgumentParser,
+    HelpFormatter,
+    add_device_option,
+    finite_float,
+    positive_float,
+    positive_int,
+)
 
 
 def build_parser() -> BidaArgumentParser:
@@ -118,7 +46,7 @@ def build_parser() -> BidaArgumentParser:
         "--participant_label",
         "--participant-label",
         nargs="+",
-        default=[],
+        default=RunConfig.default("participant_label"),
         metavar="LABEL",
         help="participants to process (with or without 'sub-')",
     )
@@ -126,7 +54,7 @@ def build_parser() -> BidaArgumentParser:
         "--session_label",
         "--session-label",
         nargs="+",
-        default=[],
+        default=RunConfig.default("session_label"),
         metavar="LABEL",
         help="sessions to process (with or without 'ses-')",
     )
@@ -134,7 +62,7 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--method",
         choices=list(METHODS),
-        default=DEFAULT_METHOD,
+        default=RunConfig.default("method"),
         help="dccubic: cubic B-spline, then the exact projection onto the acquired slices "
         "(data-consistent baseline, default); cubic: plain cubic B-spline; bida: BiDA "
         "diffusion SR",
@@ -142,18 +70,25 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--target_resolution",
         "--target-resolution",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         metavar="MM",
         help="through-plane voxel size of the output (default: in-plane size)",
     )
-    g.add_argument("--steps", type=_positive_int, default=16, help="DDIM steps (bida)")
-    g.add_argument("--eta", type=_finite_float, default=0.0, help="DDIM stochasticity (bida)")
+    g.add_argument(
+        "--steps", type=positive_int, default=RunConfig.default("steps"), help="DDIM steps (bida)"
+    )
+    g.add_argument(
+        "--eta",
+        type=finite_float,
+        default=RunConfig.default("eta"),
+        help="DDIM stochasticity (bida)",
+    )
     g.add_argument(
         "--n_samples",
         "--n-samples",
-        type=_positive_int,
-        default=1,
+        type=positive_int,
+        default=RunConfig.default("n_samples"),
         help="posterior samples; >1 also writes a desc-bidaStd uncertainty map",
     )
     g.add_argument(
@@ -162,7 +97,7 @@ def build_parser() -> BidaArgumentParser:
         # physics.profiles.PROFILE_KINDS, spelled out to keep scipy out of `bida --help`
         # (tests/test_cli_participant.py checks the two agree)
         choices=["gaussian", "slr", "boxcar"],
-        default=DEFAULT_SLICE_PROFILE,
+        default=RunConfig.default("slice_profile"),
         help="slice profile of the forward model A of dccubic, BiDA and the final projection "
         "(FWHM = slice thickness): slr (an SLR excitation of time-bandwidth product 4, "
         "default: the smallest worst-case loss when the true profile is unknown), gaussian "
@@ -185,33 +120,33 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--prior",
         choices=["pretrained", "self"],
-        default="pretrained",
+        default=RunConfig.default("prior"),
         help="shipped/--weights priors, or a scan-adaptive prior fit on the scan",
     )
     g.add_argument(
         "--self_prior_steps",
         "--self-prior-steps",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="training steps per plane of --prior self (default: 1000 on CPU, 3000 on GPU)",
     )
-    g.add_argument("--seed", type=int, default=0, help="random seed")
+    g.add_argument("--seed", type=int, default=RunConfig.default("seed"), help="random seed")
 
     g = p.add_argument_group("input headers and preprocessing")
     g.add_argument(
         "--anisotropy_threshold",
         "--anisotropy-threshold",
-        type=_positive_float,
-        default=1.5,
+        type=positive_float,
+        default=RunConfig.default("anisotropy_threshold"),
         metavar="R",
         help="max/min voxel-size ratio above which a run is processed",
     )
     g.add_argument(
         "--header_scale",
         "--header-scale",
-        type=_positive_float,
-        default=1.0,
+        type=positive_float,
+        default=RunConfig.default("header_scale"),
         metavar="F",
         help="multiply voxel sizes by this factor (0.1 fixes x10 rodent headers)",
     )
@@ -229,25 +164,24 @@ def build_parser() -> BidaArgumentParser:
         default=None,
         help="work directory (default: OUTPUT_DIR/work); reused to resume",
     )
-    g.add_argument(
-        "--device",
-        type=_device,
-        default="auto",
-        help="torch device for bida: auto, cpu, cuda or cuda:N; auto falls back to the CPU "
-        "with a warning",
+    add_device_option(
+        g,
+        "torch device for bida: auto, cpu, cuda or cuda:N; auto falls back to the CPU with a "
+        "warning",
+        default=RunConfig.default("device"),
     )
     g.add_argument(
         "--nprocs",
         "--n_cpus",
         "--n-cpus",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="processes for the MultiProc plugin (default 1: runs one after the other)",
     )
     g.add_argument(
         "--omp_nthreads",
         "--omp-nthreads",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="threads per process for torch, ITK and BLAS (default: min(8, --nprocs or the "
         f"CPUs available to this process, here {available_cpus()}))",
@@ -255,7 +189,7 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--mem_gb",
         "--mem-gb",
-        type=_positive_float,
+        type=positive_float,
         default=None,
         help="memory limit for the scheduler (GB)",
     )
@@ -291,6 +225,15 @@ def build_parser() -> BidaArgumentParser:
     )
 
     g = p.add_argument_group("other")
+    g.add_argument(
+        "--config_file",
+        "--config-file",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="reload the options of a previous run (its WORK_DIR/config.toml); options "
+        "given on the command line win",
+    )
     g.add_argument(
         "--skip_bids_validator",
         "--skip-bids-validator",

@@ -22,6 +22,18 @@ from .validate import check_options, check_paths, make_dirs
 
 LOGGER = logging.getLogger("bida")
 
+#: Options of the run that the workflow factory takes (:func:`workflow_options`).
+WORKFLOW_OPTIONS = (
+    *("method", "slice_profile", "header_scale", "target_resolution", "n4", "omp_nthreads"),
+    *("weights", "prior", "self_prior_steps", "steps", "eta", "n_samples", "null_shrinkage"),
+    *("seed", "device"),
+)
+#: Options of the run recorded under ``Options`` in every sidecar.
+RECORDED_OPTIONS = (
+    *("seed", "header_scale", "anisotropy_threshold", "target_resolution", "device"),
+    *("nprocs", "omp_nthreads"),
+)
+
 
 @dataclass
 class RunOutcome:
@@ -204,7 +216,8 @@ def _run_workflow(todo: list[RunOutcome], cfg: RunConfig, out_dir: Path, work_di
 
     quiet_nipype(cfg.verbosity)
     infos = [o.run.to_dict() for o in todo]
-    wf = init_bida_wf(infos, cfg, out_dir, work_dir / f"bida_{__version__.replace('.', '_')}")
+    nipype_dir = work_dir / f"bida_{__version__.replace('.', '_')}"
+    wf = init_bida_wf(infos, out_dir, nipype_dir, **workflow_options(cfg))
     run_workflow(wf, cfg, out_dir)
     for outcome, info in zip(todo, infos, strict=True):
         if sidecar_path(derivative_path(out_dir, outcome.run.entities, cfg.method)).exists():
@@ -216,6 +229,17 @@ def _run_workflow(todo: list[RunOutcome], cfg: RunConfig, out_dir: Path, work_di
             outcome.code = int(ExitCode.BAD_DATA if bad_data else ExitCode.FAILURE)
             crash = re.sub(r"bida_app\.errors\.\w+: ", "", crash)  # ours speak for themselves
             outcome.message = f"{outcome.run.path}: {crash}"
+
+
+def workflow_options(cfg: RunConfig) -> dict:
+    """Keyword arguments of :func:`~bida_app.workflows.base.init_single_run_wf` for a run."""
+    options = {name: getattr(cfg, name) for name in WORKFLOW_OPTIONS}
+    return options | {"recorded": recorded_options(cfg)}
+
+
+def recorded_options(cfg: RunConfig) -> dict:
+    """Run options recorded under ``Options`` in every sidecar."""
+    return {name: getattr(cfg, name) for name in RECORDED_OPTIONS}
 
 
 def _summarise(outcomes: list[RunOutcome]) -> int:

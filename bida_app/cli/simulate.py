@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import sys
 from pathlib import Path
 
 from ..config import SIMULATION_TBW
 from ..errors import BidaError
-from .parser import BidaArgumentParser, HelpFormatter
+from .options import add_axis_option, command_parser, positive_float
 
 LOGGER = logging.getLogger("bida")
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"must be a positive length in mm, got {text}")
-    return value
 
 
 def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -39,23 +31,21 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--thickness",
-        type=_positive,
+        type=positive_float,
         required=True,
         metavar="MM",
         help="slice thickness in mm (FWHM of the slice profile)",
     )
     p.add_argument(
         "--spacing",
-        type=_positive,
+        type=positive_float,
         metavar="MM",
         help="distance between slice centres in mm (default: the thickness, i.e. no gap)",
     )
-    p.add_argument(
-        "--axis",
-        type=str.upper,
-        choices=("LR", "AP", "SI"),
+    add_axis_option(
+        p,
+        "through-plane direction in world (RAS) terms, whatever the voxel order on disk",
         required=True,
-        help="through-plane direction in world (RAS) terms, whatever the voxel order on disk",
     )
     p.add_argument(
         "--profile",
@@ -65,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--tbw",
-        type=_positive,
+        type=positive_float,
         default=SIMULATION_TBW,
         help="time-bandwidth product of the SLR pulse",
     )
@@ -90,15 +80,14 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida simulate`` (usage errors exit 64)."""
     return add_arguments(
-        BidaArgumentParser(
-            prog="bida simulate",
-            description="Simulate thick-slice acquisitions from isotropic T2w volumes: "
+        command_parser(
+            "bida simulate",
+            "Simulate thick-slice acquisitions from isotropic T2w volumes: "
             "convolve with the slice profile along one axis and sample at the slice spacing. "
             "Writes the LR volume with a correct header and a JSON sidecar of the parameters.",
-            epilog="examples:\n"
+            "examples:\n"
             "  bida simulate hr_T2w.nii.gz lr_T2w.nii.gz --thickness 0.5 --axis AP\n"
             "  bida simulate iso_bids/ thick_bids/ --thickness 1.0 --spacing 1.2 --axis SI",
-            formatter_class=HelpFormatter,
         )
     )
 

@@ -13,16 +13,9 @@ import sys
 from pathlib import Path
 
 from ..errors import BidaError
-from .parser import BidaArgumentParser, HelpFormatter
+from .options import add_device_option, command_parser, positive_int
 
 LOGGER = logging.getLogger("bida")
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
-    return value
 
 
 def _fraction(text: str) -> float:
@@ -43,16 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida train`` (usage errors exit 64)."""
     from ..models.config import PRESETS
 
-    p = BidaArgumentParser(
-        prog="bida train",
-        description="Train a 2D diffusion prior (flow prediction) for one slice plane on "
+    p = command_parser(
+        "bida train",
+        "Train a 2D diffusion prior (flow prediction) for one slice plane on "
         "isotropic T2w volumes, with the workflow's preprocessing. The output folder works "
         "as --weights DIR of the participant run.",
-        epilog="examples:\n"
+        "examples:\n"
         "  bida train iso_bids/ --plane axial --out my_weights --steps 20000\n"
         "  bida train iso_bids/ --plane sagittal --out my_weights --steps 20000\n"
         "  bida bids/ out/ participant --method bida --weights my_weights",
-        formatter_class=HelpFormatter,
     )
     p.add_argument(
         "inputs",
@@ -64,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--plane", required=True, choices=["axial", "coronal", "sagittal"])
     p.add_argument("--out", required=True, type=Path, metavar="DIR", help="weights folder")
-    p.add_argument("--steps", type=_positive_int, default=20000, help="total optimizer steps")
+    p.add_argument("--steps", type=positive_int, default=20000, help="total optimizer steps")
     p.add_argument("--resume", action="store_true", help="continue from DIR's checkpoint")
     p.add_argument(
         "--overwrite", action="store_true", help="start over even if DIR has a checkpoint"
@@ -72,13 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--stop-after",
         "--stop_after",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help="leave after N steps of this run (checkpoint written; continue with --resume)",
     )
     p.add_argument("--preset", choices=sorted(PRESETS), default="default")
-    p.add_argument("--batch-size", "--batch_size", type=_positive_int, default=16)
+    p.add_argument("--batch-size", "--batch_size", type=positive_int, default=16)
     p.add_argument("--lr", type=float, default=2e-4, help="AdamW learning rate")
     p.add_argument("--weight-decay", "--weight_decay", type=float, default=0.0)
     p.add_argument("--warmup", type=int, default=500, help="linear warm-up steps")
@@ -98,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", "--checkpoint_every", type=int, default=1000)
     p.add_argument(
         "--patch",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="train on square crops of this size around the foreground (faster on CPU)",
     )
@@ -121,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="skip N4 bias-field correction (N4 runs by default)%(default).0s",
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_device_option(p, "auto, cpu, cuda or cuda:N")
     p.add_argument("--threads", type=int, default=0, help="CPU threads (0: torch default)")
     p.add_argument(
         "--weights-dtype", "--weights_dtype", choices=["float32", "bfloat16"], default="float32"

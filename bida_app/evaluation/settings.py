@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_T_START, SIMULATION_TBW
+from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS, DEFAULT_T_START, SIMULATION_TBW
 from ..errors import BidaError, ExitCode
 
 COLUMNS: tuple[str, ...] = (
@@ -137,7 +137,7 @@ class EvalSettings:
     axis: str = "AP"
     species: str = "rat"
     weights: str | None = None
-    steps: int = 16
+    steps: int = DEFAULT_STEPS
     n_samples: int = 1
     eta: float = 0.0
     null_shrinkage: bool = False

@@ -6,16 +6,9 @@ import json
 from pathlib import Path
 
 import nibabel as nib
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
 
-from ._base import Timer, out_path, read_info
+from . import _base
+from ._base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
 
 
 class _LoadT2wInputSpec(BaseInterfaceInputSpec):
@@ -37,8 +30,7 @@ class LoadT2w(SimpleInterface):
         from ..utils.nifti import load_volume
 
         img = load_volume(self.inputs.in_file, header_scale=self.inputs.header_scale)
-        self._results["out_file"] = out_path(runtime, "input_T2w.nii.gz")
-        nib.save(img, self._results["out_file"])
+        self._results["out_file"] = _base.save_image(runtime, "input_T2w.nii.gz", img)
         return runtime
 
 
@@ -72,11 +64,11 @@ class DerivativesSink(SimpleInterface):
         from ..bids.sidecar import build_sidecar, write_derivative
 
         infos = (
-            [read_info(p) for p in self.inputs.info_files]
+            [_base.read_info(p) for p in self.inputs.info_files]
             if isdefined(self.inputs.info_files)
             else []
         )
-        with Timer() as t:
+        with _base.Timer() as t:
             std, corrected, bias = (
                 nib.load(f) if isdefined(f) else None
                 for f in (

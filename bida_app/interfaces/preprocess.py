@@ -3,15 +3,9 @@
 from __future__ import annotations
 
 import nibabel as nib
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    traits,
-)
 
-from ._base import Timer, out_path, write_info
+from . import _base
+from ._base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, traits
 
 
 class _N4InputSpec(BaseInterfaceInputSpec):
@@ -40,7 +34,7 @@ class N4Correct(SimpleInterface):
     def _run_interface(self, runtime):
         from ..preprocess.n4 import n4_correct
 
-        with Timer() as t:
+        with _base.Timer() as t:
             res = n4_correct(
                 nib.load(self.inputs.in_file),
                 shrink_factor=self.inputs.shrink_factor,
@@ -48,17 +42,8 @@ class N4Correct(SimpleInterface):
                 n_threads=self.inputs.num_threads,
                 name=self.inputs.in_file,
             )
-        self._results["out_file"] = out_path(runtime, "n4_T2w.nii.gz")
-        self._results["bias_file"] = out_path(runtime, "n4_biasfield.nii.gz")
-        nib.save(res.corrected, self._results["out_file"])
-        nib.save(res.bias, self._results["bias_file"])
-        self._results["info_file"] = write_info(
-            runtime,
-            "n4.json",
-            {
-                "stage": "n4",
-                "seconds": t.seconds,
-                "sidecar": {"BiasFieldCorrection": {"Method": "N4 (ANTsPy)", **res.params}},
-            },
-        )
+        self._results["out_file"] = _base.save_image(runtime, "n4_T2w.nii.gz", res.corrected)
+        self._results["bias_file"] = _base.save_image(runtime, "n4_biasfield.nii.gz", res.bias)
+        sidecar = {"BiasFieldCorrection": {"Method": "N4 (ANTsPy)", **res.params}}
+        self._results["info_file"] = _base.write_info(runtime, "n4", t, sidecar)
         return runtime

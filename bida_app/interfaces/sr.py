@@ -4,18 +4,11 @@ from __future__ import annotations
 
 import nibabel as nib
 import numpy as np
-from nipype.interfaces.base import (
-    BaseInterfaceInputSpec,
-    File,
-    SimpleInterface,
-    TraitedSpec,
-    isdefined,
-    traits,
-)
 
-from ..config import DEFAULT_SLICE_PROFILE
+from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS
 from ..physics.profiles import PROFILE_KINDS, forward_model_label, slr_tbw
-from ._base import Timer, out_path, write_info
+from . import _base
+from ._base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
 
 #: Profile choices with the default first (a traits Enum defaults to its first value).
 PROFILES = (DEFAULT_SLICE_PROFILE, *(k for k in PROFILE_KINDS if k != DEFAULT_SLICE_PROFILE))
@@ -57,7 +50,7 @@ class CubicSR(SimpleInterface):
         args = (img, self.inputs.through_axis, self.inputs.thickness_mm, self.inputs.target_mm)
         profile = self.inputs.slice_profile
         params = {"Interpolation": "cubic B-spline (order 3)", "Boundary": "nearest"}
-        with Timer() as t:
+        with _base.Timer() as t:
             if self.inputs.data_consistent:
                 sr, geom, resid = dc_cubic_super_resolve(*args, profile=profile)
                 method = "dccubic"
@@ -72,21 +65,17 @@ class CubicSR(SimpleInterface):
                 op = SliceOperator.from_geometry(geom, profile)
                 resid = op.relative_residual(np.asarray(sr.dataobj), np.asarray(img.dataobj))
                 method = "cubic"
-        self._results["out_file"] = out_path(runtime, "sr_T2w.nii.gz")
-        nib.save(sr, self._results["out_file"])
-        self._results["info_file"] = write_info(
+        self._results["out_file"] = _base.save_image(runtime, "sr_T2w.nii.gz", sr)
+        self._results["info_file"] = _base.write_info(
             runtime,
-            "sr.json",
+            "super_resolution",
+            t,
             {
-                "stage": "super_resolution",
-                "seconds": t.seconds,
-                "sidecar": {
-                    "Method": method,
-                    "MethodParameters": params,
-                    "Geometry": geom.as_dict(),
-                    "DataConsistencyResidual": resid,
-                    "DataConsistencyModel": forward_model_label(profile),
-                },
+                "Method": method,
+                "MethodParameters": params,
+                "Geometry": geom.as_dict(),
+                "DataConsistencyResidual": resid,
+                "DataConsistencyModel": forward_model_label(profile),
             },
         )
         return runtime
@@ -100,7 +89,7 @@ class _BidaInputSpec(BaseInterfaceInputSpec):
     weights_dir = traits.Str("", usedefault=True, desc="plane models folder ('' = shipped)")
     prior = traits.Enum("pretrained", "self", usedefault=True, desc="prior source")
     self_prior_steps = traits.Int(0, usedefault=True, desc="--prior self steps (0: default)")
-    steps = traits.Int(16, usedefault=True, desc="DDIM steps")
+    steps = traits.Int(DEFAULT_STEPS, usedefault=True, desc="DDIM steps")
     eta = traits.Float(0.0, usedefault=True, desc="DDIM stochasticity")
     n_samples = traits.Int(1, usedefault=True, desc="posterior samples (K)")
     null_shrinkage = traits.Bool(False, usedefault=True, desc="shrink disagreeing null space")
@@ -124,7 +113,7 @@ class BidaSR(SimpleInterface):
         from ..methods.bida import bida_super_resolve_image
 
         set_threads(self.inputs.num_threads)
-        with Timer() as t:
+        with _base.Timer() as t:
             res = bida_super_resolve_image(
                 nib.load(self.inputs.in_file),
                 through_axis=self.inputs.through_axis,
@@ -141,20 +130,10 @@ class BidaSR(SimpleInterface):
                 seed=self.inputs.seed,
                 device=resolve_device(self.inputs.device),
             )
-        self._results["out_file"] = out_path(runtime, "sr_T2w.nii.gz")
-        nib.save(res.image, self._results["out_file"])
+        self._results["out_file"] = _base.save_image(runtime, "sr_T2w.nii.gz", res.image)
         if res.std_image is not None:
-            self._results["std_file"] = out_path(runtime, "sr_std.nii.gz")
-            nib.save(res.std_image, self._results["std_file"])
-        self._results["info_file"] = write_info(
-            runtime,
-            "sr.json",
-            {
-                "stage": "super_resolution",
-                "seconds": t.seconds,
-                "sidecar": res.sidecar,
-            },
-        )
+            self._results["std_file"] = _base.save_image(runtime, "sr_std.nii.gz", res.std_image)
+        self._results["info_file"] = _base.write_info(runtime, "super_resolution", t, res.sidecar)
         return runtime
 
 
@@ -190,7 +169,7 @@ class RestoreAcquired(SimpleInterface):
 
         sr = nib.load(self.inputs.in_file)
         bias = nib.load(self.inputs.bias_file) if isdefined(self.inputs.bias_file) else None
-        with Timer() as t:
+        with _base.Timer() as t:
             res = restore_acquired(
                 sr,
                 nib.load(self.inputs.acquired_file),
@@ -200,32 +179,27 @@ class RestoreAcquired(SimpleInterface):
                 profile=self.inputs.slice_profile,
                 project=self.inputs.project,
             )
-        self._results["out_file"] = out_path(runtime, "restored_T2w.nii.gz")
-        nib.save(res.image, self._results["out_file"])
+        self._results["out_file"] = _base.save_image(runtime, "restored_T2w.nii.gz", res.image)
         if res.bias is not None:
             self._results["corrected_file"] = self.inputs.in_file
-            self._results["bias_file"] = out_path(runtime, "biasfield_hr.nii.gz")
-            nib.save(res.bias, self._results["bias_file"])
+            self._results["bias_file"] = _base.save_image(runtime, "biasfield_hr.nii.gz", res.bias)
         profile = self.inputs.slice_profile
-        self._results["info_file"] = write_info(
+        self._results["info_file"] = _base.write_info(
             runtime,
-            "restore.json",
+            "restore_acquired",
+            t,
             {
-                "stage": "restore_acquired",
-                "seconds": t.seconds,
-                "sidecar": {
-                    "IntensitySpace": "acquired" if bias is not None else "acquired (no N4)",
-                    "BiasFieldReapplied": bias is not None,
-                    "FinalProjection": (
-                        f"x <- x + pinv(A) (y - A x) onto the acquired slices ({profile} "
-                        "profile, FWHM = slice thickness)"
-                        if res.projected
-                        else "none (the method is not data-consistent)"
-                    ),
-                    "DataConsistencyResidual": res.residual,
-                    "DataConsistencyReference": "acquired slices (before N4)",
-                    "DataConsistencyModel": forward_model_label(profile),
-                },
+                "IntensitySpace": "acquired" if bias is not None else "acquired (no N4)",
+                "BiasFieldReapplied": bias is not None,
+                "FinalProjection": (
+                    f"x <- x + pinv(A) (y - A x) onto the acquired slices ({profile} "
+                    "profile, FWHM = slice thickness)"
+                    if res.projected
+                    else "none (the method is not data-consistent)"
+                ),
+                "DataConsistencyResidual": res.residual,
+                "DataConsistencyReference": "acquired slices (before N4)",
+                "DataConsistencyModel": forward_model_label(profile),
             },
         )
         return runtime

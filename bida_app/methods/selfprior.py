@@ -191,13 +191,7 @@ def fit_self_prior(
 
 
 def self_prior_models(
-    img: nib.Nifti1Image,
-    prior: str = "self",
-    *,
-    steps: int | None = None,
-    device: str | torch.device = "auto",
-    seed: int = 0,
-    progress: bool = True,
+    img: nib.Nifti1Image, prior: str = "self", **fit_options: Any
 ) -> dict[str, PlaneModel]:
     """Entry point of :func:`~bida_app.methods.bida.bida_super_resolve_image` for ``prior``.
 
@@ -207,8 +201,9 @@ def self_prior_models(
         The (bias-corrected) thick-slice image in any voxel order.
     prior : str
         ``"self"`` (anything else but ``"pretrained"`` is refused with exit 64).
-    steps, device, seed, progress
-        See :func:`fit_self_prior`.
+    **fit_options
+        Keyword arguments of :func:`fit_self_prior` (``steps``, ``device``, ``seed``,
+        ``progress``, ...).
 
     Returns
     -------
@@ -227,4 +222,4 @@ def self_prior_models(
         raise BidaError(
             f"--prior self needs a thick-slice scan: {err}", ExitCode.BAD_DATA
         ) from err
-    return fit_self_prior(ras, axis, steps=steps, device=device, seed=seed, progress=progress)
+    return fit_self_prior(ras, axis, **fit_options)

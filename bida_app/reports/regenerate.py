@@ -15,6 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from ..bids.derivatives import BIAS_DESC
+from ..bids.discovery import bare_labels, describe_selection
 from ..errors import BidaError, ExitCode
 from .boilerplate import write_citation
 from .collect import Derivative, find_derivatives, through_axis
@@ -127,13 +128,13 @@ def regenerate_reports(
     from tqdm import tqdm
 
     output_dir, bids_dir = Path(output_dir), Path(bids_dir)
-    wanted = {s.removeprefix("sub-") for s in subjects or []}
+    wanted = set(bare_labels(subjects, "sub-"))
     derivatives = [d for d in find_derivatives(output_dir) if not wanted or d.subject in wanted]
     if not derivatives:
+        of = f" of {describe_selection(sorted(wanted))}" if wanted else ""
         raise BidaError(
-            f"{output_dir}: no bida derivatives"
-            + (f" of participant(s) {', '.join(sorted(wanted))}" if wanted else "")
-            + " to make reports from; run the participant level first",
+            f"{output_dir}: no bida derivatives{of} to make reports from; run the participant "
+            "level first",
             ExitCode.MISSING_INPUT,
         )
     for d in tqdm(derivatives, desc="reports", unit="run", disable=len(derivatives) < 3):

@@ -22,7 +22,6 @@ Output folder layout (one folder can hold all three planes)::
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import time
@@ -44,17 +43,17 @@ from ..models.unet import UNet
 from ..models.weights import plane_slice_shape, save_plane_model
 from ..utils.io import atomic_path
 from .augment import crop_origins, pad_to_multiple, random_affine
+from .callbacks import Callback, default_callbacks
 from .config import TrainConfig, with_overrides  # noqa: F401 - re-exported
 from .data import SliceSet, build_slices, find_inputs, split_validation
 from .distributed import DistInfo, barrier, init_distributed, shutdown
 from .ema import EMA
-from .plots import _tensorboard, plot_history  # noqa: F401 - re-exported
+from .plots import plot_history
 from .sampling import sample_prior, save_grid
 
 LOGGER = logging.getLogger(__name__)
 
 STATE_FORMAT = "bida-train-state/1"
-LOG_FIELDS = ("step", "lr", "loss", "grad_norm", "val_loss", "val_loss_raw", "elapsed_s")
 
 
 @dataclass
@@ -129,7 +128,9 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.elapsed = 0.0
-        self._tb = None
+        self.end_step = cfg.steps
+        self.callbacks: list[Callback] = []
+        self.weights: Path | None = None  # card of the last checkpoint
         self._val_batch = self._make_val_batch()
         LOGGER.info(
             "%s prior: UNet %s (%d parameters), %d training / %d validation slices (%s) of "
@@ -365,36 +366,16 @@ class Trainer:
         with atomic_path(self.checkpoint_path) as tmp:
             torch.save(self.state_dict(), tmp)
         LOGGER.info("checkpoint at step %d: %s", self.step, self.checkpoint_path)
+        self.weights = card
         return card
 
     def _log(self, row: dict[str, Any]) -> None:
         self.history.append(row)
-        if self.out is None or not self.dist.is_main:
-            return
-        path = self._path("logs", f"{self.cfg.plane}.csv")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        new = not path.exists()
-        with open(path, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow({k: row.get(k, "") for k in LOG_FIELDS})
-        if self._tb is not None:
-            for k in ("loss", "val_loss", "val_loss_raw", "lr", "grad_norm"):
-                if row.get(k) is not None:
-                    self._tb.add_scalar(f"{self.cfg.plane}/{k}", row[k], row["step"])
+        self._call("on_log", row)
 
-    def _rewrite_log(self) -> None:
-        """After a resume: keep only the rows up to the resumed step."""
-        if self.out is None or not self.dist.is_main:
-            return
-        path = self._path("logs", f"{self.cfg.plane}.csv")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
-            writer = csv.DictWriter(fh, fieldnames=LOG_FIELDS, extrasaction="ignore")
-            writer.writeheader()
-            for row in self.history:
-                writer.writerow({k: row.get(k, "") for k in LOG_FIELDS})
+    def _call(self, hook: str, *args: Any) -> None:
+        for callback in self.callbacks:
+            getattr(callback, hook)(self, *args)
 
     def save_samples(self) -> Path | None:
         """PNG grid: prior samples (EMA weights) above validation (or training) slices."""
@@ -434,27 +415,31 @@ class Trainer:
         )
 
     # ------------------------------------------------------------------ loop
-    def run(self, *, stop_after: int | None = None, progress: bool = True) -> TrainResult:
-        """Train up to ``cfg.steps`` (or ``stop_after`` more steps), then checkpoint."""
-        from tqdm.auto import tqdm
+    def run(
+        self,
+        *,
+        stop_after: int | None = None,
+        progress: bool = True,
+        callbacks: Sequence[Callback] = (),
+    ) -> TrainResult:
+        """Train up to ``cfg.steps`` (or ``stop_after`` more steps), then checkpoint.
 
+        Logs, progress bar, checkpoints, sample grids and the loss curve are the
+        :func:`~bida_app.training.callbacks.default_callbacks`; ``callbacks`` run after them.
+        """
         cfg = self.cfg
-        self._tb = _tensorboard(self._path("logs", f"tb-{cfg.plane}")) if self.out else None
-        end = cfg.steps if stop_after is None else min(cfg.steps, self.step + int(stop_after))
-        if self.step == 0 and self._val_batch is not None:
-            self._log({"step": 0, "val_loss": self.validation_loss(), "elapsed_s": 0.0})
-        bar = tqdm(
-            total=end,
-            initial=self.step,
-            desc=f"train {cfg.plane}",
-            unit="step",
-            disable=not (progress and self.dist.is_main),
+        self.end_step = (
+            cfg.steps if stop_after is None else min(cfg.steps, self.step + int(stop_after))
         )
+        self.callbacks = [*default_callbacks(self, progress=progress), *callbacks]
         losses: list[float] = []
         norms: list[float] = []
         t0 = time.perf_counter() - self.elapsed
         try:
-            while self.step < end:
+            self._call("on_start")
+            if self.step == 0 and self._val_batch is not None:
+                self._log({"step": 0, "val_loss": self.validation_loss(), "elapsed_s": 0.0})
+            while self.step < self.end_step:
                 loss, gnorm = self.train_step()
                 if not math.isfinite(loss):
                     raise BidaError(
@@ -463,9 +448,8 @@ class Trainer:
                     )
                 losses.append(loss)
                 norms.append(gnorm)
-                bar.update(1)
                 self.elapsed = time.perf_counter() - t0
-                last = self.step == end
+                last = self.step == self.end_step
                 row: dict[str, Any] = {}
                 if cfg.val_every and (self.step % cfg.val_every == 0 or last):
                     row["val_loss"] = self.validation_loss()
@@ -479,24 +463,12 @@ class Trainer:
                         elapsed_s=round(self.elapsed, 2),
                     )
                     self._log(row)
-                    bar.set_postfix(
-                        loss=f"{row['loss']:.4f}",
-                        val=f"{row.get('val_loss', float('nan')):.4f}",
-                        lr=f"{row['lr']:.1e}",
-                    )
                     losses, norms = [], []
-                if cfg.sample_every and self.step % cfg.sample_every == 0 and not last:
-                    self.save_samples()
-                if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and not last:
-                    self.save()
+                self._call("on_step")
+            self._call("on_end")
         finally:
-            bar.close()
-            if self._tb is not None:
-                self._tb.close()
-        weights = self.save()
-        self.save_samples()
-        self.save_loss_curve()
-        return TrainResult(self.ema.module, self.step, self.history, weights, self.summary())
+            self._call("on_close")
+        return TrainResult(self.ema.module, self.step, self.history, self.weights, self.summary())
 
 
 def train(
@@ -559,9 +531,6 @@ def train(
         trainer = Trainer(data, cfg, out, device=device, dist=dist)
         if resume:
             trainer.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
-            trainer._rewrite_log()
-        elif out is not None and dist.is_main:
-            (out / "logs" / f"{cfg.plane}.csv").unlink(missing_ok=True)
         return trainer.run(stop_after=stop_after, progress=progress)
     finally:
         shutdown(dist)
