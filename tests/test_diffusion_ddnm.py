@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from bida_app.diffusion.ddnm import RangeReplacement, _fresh_noise_scale, ddnm_sample
+from bida_app.diffusion.ddnm import RangeReplacement, ddnm_sample
+from bida_app.diffusion.flow import fresh_noise_scale as _fresh_noise_scale
 from bida_app.diffusion.flow import v_from_x0
 from bida_app.models import UNet, UNetConfig
 from bida_app.physics import SliceGeometry, SliceOperator

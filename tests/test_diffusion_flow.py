@@ -96,3 +96,19 @@ def test_flow_loss_trains():
     with torch.no_grad():
         after = sum(loss_at(100 + i).item() for i in range(4))
     assert after < 0.8 * before
+
+
+def test_ddim_step_follows_the_straight_path_and_needs_noise_for_eta():
+    from bida_app.diffusion.flow import ddim_step, interpolate, velocity
+
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 1, 4, 4, generator=g), torch.randn(2, 1, 4, 4, generator=g)
+    x_s, est = ddim_step(interpolate(x0, eps, 0.8), velocity(x0, eps), 0.8, 0.3)
+    assert torch.allclose(est, x0, atol=1e-5)
+    assert torch.allclose(x_s, interpolate(x0, eps, 0.3), atol=1e-5)
+    last, _ = ddim_step(interpolate(x0, eps, 0.3), velocity(x0, eps), 0.3, 0.0)
+    assert torch.allclose(last, x0, atol=1e-5)
+    clipped, _ = ddim_step(x_s, velocity(x0, eps), 0.3, 0.0, denoised=lambda x: x.clamp(0, 0))
+    assert torch.count_nonzero(clipped) == 0
+    with pytest.raises(ValueError, match="noise"):
+        ddim_step(x_s, velocity(x0, eps), 0.8, 0.3, eta=1.0)

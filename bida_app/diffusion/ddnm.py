@@ -14,13 +14,12 @@ padding is held at the background value like known data.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 
 import torch
 
 from ..physics import SliceOperator
-from .flow import Denoiser, eps_from_v, time_grid, x0_from_v
+from .flow import Denoiser, ddim_step, time_grid
 
 Generators = torch.Generator | Sequence[torch.Generator] | None
 
@@ -178,31 +177,17 @@ def ddnm_sample(
         x = (1.0 - t_start) * dc.embed(x_init.to(x)) + t_start * x
         ts = ts * t_start
     ts = ts.tolist()
-    x0 = x
+
+    def denoised(x0: torch.Tensor) -> torch.Tensor:
+        return dc(x0.clamp(-1.0, 1.0) if clip else x0)
+
+    def noise() -> torch.Tensor:
+        return randn_like_batch(shape, generators, y.device)
+
     for i in range(steps):
         t, s = ts[i], ts[i + 1]
         v = model(x, torch.full((shape[0],), t, device=y.device, dtype=torch.float32)).float()
-        x0 = x0_from_v(x, v, t)
-        eps = eps_from_v(x, v, t)
-        if clip:
-            x0 = x0.clamp(-1.0, 1.0)
-        x0 = dc(x0)
-        if s <= 0.0:
-            x = x0
-        else:
-            c = _fresh_noise_scale(t, s, eta)
-            x = (1.0 - s) * x0 + math.sqrt(s * s - c * c) * eps
-            if c > 0:
-                x = x + c * randn_like_batch(shape, generators, y.device)
+        x, _ = ddim_step(x, v, t, s, denoised=denoised, eta=eta, noise=noise)
         if callback is not None:
             callback(i)
     return dc.final(x)
-
-
-def _fresh_noise_scale(t: float, s: float, eta: float) -> float:
-    """DDIM's ``sigma`` for a step ``t → s`` on the flow path (0 when ``eta = 0``)."""
-    if eta <= 0.0 or s <= 0.0:
-        return 0.0
-    snr_t = ((1.0 - t) / t) ** 2
-    snr_s = ((1.0 - s) / s) ** 2
-    return min(s, eta * s * math.sqrt(max(0.0, 1.0 - snr_t / snr_s)))

@@ -10,6 +10,7 @@ both endpoints follow: ``x0 = x_t - t v`` and ``eps = x_t + (1 - t) v``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -131,3 +132,73 @@ def time_grid(steps: int = 16, *, shift: float = 1.0) -> torch.Tensor:
     if shift != 1.0:
         t = shift * t / (1 + (shift - 1) * t)
     return t
+
+
+def fresh_noise_scale(t: float, s: float, eta: float) -> float:
+    """DDIM's ``sigma`` for a step ``t → s`` on the flow path (0 when ``eta = 0``).
+
+    The fraction of ``s eps`` replaced by fresh noise follows the DDPM posterior,
+    ``c = eta · s · sqrt(1 − SNR_t / SNR_s)`` with ``SNR_t = ((1 − t) / t)²``.
+    """
+    if eta <= 0.0 or s <= 0.0:
+        return 0.0
+    snr_t = ((1.0 - t) / t) ** 2
+    snr_s = ((1.0 - s) / s) ** 2
+    return min(s, eta * s * math.sqrt(max(0.0, 1.0 - snr_t / snr_s)))
+
+
+def ddim_step(
+    x_t: torch.Tensor,
+    v: torch.Tensor,
+    t: float,
+    s: float,
+    *,
+    denoised: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    eta: float = 0.0,
+    noise: Callable[[], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One DDIM step ``t → s`` on the flow path: the one step of every sampler in bida.
+
+    Parameters
+    ----------
+    x_t : Tensor
+        State at time ``t``.
+    v : Tensor
+        The network's velocity at ``(x_t, t)``.
+    t, s : float
+        Current and next time, ``1 ≥ t > s ≥ 0``.
+    denoised : callable, optional
+        Applied to the clean estimate ``x0|t`` before the move (clipping, DDNM's range
+        replacement).
+    eta : float
+        0: deterministic DDIM; 1: DDPM-like fresh noise (:func:`fresh_noise_scale`).
+    noise : callable, optional
+        Draws the fresh noise (needed when ``eta > 0``).
+
+    Returns
+    -------
+    x_s : Tensor
+        State at time ``s`` (the clean estimate itself when ``s = 0``).
+    x0 : Tensor
+        The clean estimate ``x0|t`` (after ``denoised``).
+
+    Examples
+    --------
+    >>> x0 = torch.ones(1, 1, 2, 2)
+    >>> eps = torch.zeros_like(x0)
+    >>> x_s, est = ddim_step(interpolate(x0, eps, 0.5), velocity(x0, eps), 0.5, 0.25)
+    >>> bool(torch.allclose(est, x0)), bool(torch.allclose(x_s, interpolate(x0, eps, 0.25)))
+    (True, True)
+    """
+    x0 = x0_from_v(x_t, v, t)
+    eps = eps_from_v(x_t, v, t)
+    if denoised is not None:
+        x0 = denoised(x0)
+    if s <= 0.0:
+        return x0, x0
+    c = fresh_noise_scale(t, s, eta)
+    if c <= 0.0:
+        return (1.0 - s) * x0 + s * eps, x0
+    if noise is None:
+        raise ValueError("eta > 0 needs a noise source")
+    return (1.0 - s) * x0 + math.sqrt(s * s - c * c) * eps + c * noise(), x0

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ..device import autocast
-from ..diffusion.flow import eps_from_v, time_grid, x0_from_v
+from ..diffusion.flow import ddim_step, time_grid
 from ..utils.io import atomic_path
 
 
@@ -62,8 +62,7 @@ def sample_prior(
         tt = torch.full((n,), t, device=x.device)
         with autocast(torch.device(device), amp):
             v = net(x, tt).float()
-        x0, eps = x0_from_v(x, v, t), eps_from_v(x, v, t)
-        x = (1 - s) * x0 + s * eps
+        x, _ = ddim_step(x, v, t, s)
     return x.clamp(-1, 1).cpu()
 
 
