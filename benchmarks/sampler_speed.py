@@ -14,9 +14,10 @@ Each configuration runs in its own Python process (``--child``), so its thread c
 before torch starts and its peak resident memory is its own. Configurations alternate
 (old, new, new, old, ...) so that load from other jobs on a shared machine hits both alike.
 
-* ``0.2.0``: one torch thread (the 0.2.0 ``--omp_nthreads 1`` default), 16 steps.
-* ``new``: the current defaults: ``--omp_nthreads`` = min(8, CPUs available), 16 steps;
-  ``--new-steps``/``--new-threads`` try other settings.
+* ``0.2.0``: one torch thread (the 0.2.0 ``--omp_nthreads 1`` default), 16 steps (the paper's).
+* ``new``: the current defaults: ``--omp_nthreads`` = min(8, CPUs available) and
+  ``bida_app.config.DEFAULT_STEPS`` steps (4 since 0.4.0); ``--new-steps``/``--new-threads``
+  try other settings.
 
 Seconds are the sampler's (``BidaTimings.total`` in the sidecar: both planes, all samples)
 and the whole call (standardization, sampling, inverse, data consistency). The last line
@@ -50,6 +51,7 @@ VOLUMES = {
     "rat": DATA / "rat_coronal-1mm_T2w.nii.gz",
 }
 LOGGER = logging.getLogger("benchmarks.sampler_speed")
+STEPS_0_2_0 = 16  # the 0.2.0 default, the paper's
 
 
 def child(spec: dict) -> dict:
@@ -154,6 +156,7 @@ def run_child(spec: dict) -> dict:
 
 
 def main() -> None:
+    from bida_app.config import DEFAULT_STEPS
     from bida_app.device import available_cpus, default_omp_nthreads
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -161,7 +164,9 @@ def main() -> None:
     parser.add_argument("--thickness", type=float, default=1.0, help="simulated slices (mm)")
     parser.add_argument("--samples", type=int, default=1, help="posterior samples per run")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each configuration")
-    parser.add_argument("--new-steps", type=int, default=16, help="steps of the new setting")
+    parser.add_argument(
+        "--new-steps", type=int, default=0, help="steps of the new setting (0: the default)"
+    )
     parser.add_argument(
         "--new-threads", type=int, default=0, help="threads of the new setting (0: default)"
     )
@@ -176,8 +181,8 @@ def main() -> None:
 
     new_threads = args.new_threads or default_omp_nthreads(available_cpus())
     configs = {
-        "0.2.0": {"threads": 1, "steps": 16},
-        "new": {"threads": new_threads, "steps": args.new_steps},
+        "0.2.0": {"threads": 1, "steps": STEPS_0_2_0},
+        "new": {"threads": new_threads, "steps": args.new_steps or DEFAULT_STEPS},
     }
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="bida-speed-") as tmp:

@@ -13,8 +13,10 @@ from .errors import BidaError, ExitCode
 
 LOGGER = logging.getLogger("bida")
 
-#: DDIM steps of BiDA sampling by default, as in the paper.
-DEFAULT_STEPS = 16
+#: DDIM steps of BiDA sampling by default. The paper uses 16; with the shipped priors 4 steps
+#: score 0.2-0.4 dB higher on the held-out mouse at a quarter of the time (model card), and 4
+#: samples of 4 steps cost what one of 16 did.
+DEFAULT_STEPS = 4
 #: ``--method`` choices (each is the ``desc-`` label of its derivative) and the default: the
 #: data-consistent baseline until BiDA beats it on held-out real volumes (see the README).
 METHODS = ("dccubic", "cubic", "bida")

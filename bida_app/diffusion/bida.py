@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..config import DEFAULT_STEPS
 from ..device import amp_dtype, autocast, cpu_workers, intraop_threads, resolve_device
 from ..errors import BidaError, ExitCode
 from ..models.weights import PLANE_SLICE_AXIS, PLANES, PLANES_FOR_AXIS, PlaneModel
@@ -164,7 +165,7 @@ def super_resolve_plane(
     operator: SliceOperator,
     model: PlaneModel,
     *,
-    steps: int = 16,
+    steps: int = DEFAULT_STEPS,
     eta: float = 0.0,
     seed: int = 0,
     device: str | torch.device = "cpu",
@@ -370,7 +371,7 @@ def super_resolve(
     operator: SliceOperator,
     models: dict[str, PlaneModel],
     *,
-    steps: int = 16,
+    steps: int = DEFAULT_STEPS,
     eta: float = 0.0,
     n_samples: int = 1,
     seed: int = 0,
@@ -396,7 +397,7 @@ def super_resolve(
         Plane priors (see :func:`~bida_app.models.load_plane_models`); the two planes
         containing the through-plane axis are required.
     steps : int
-        DDIM steps per slice (16 in the paper).
+        DDIM steps per slice (16 in the paper; :data:`bida_app.config.DEFAULT_STEPS`).
     eta : float
         0: deterministic DDIM; > 0: fresh noise at each step.
     n_samples : int

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..config import DEFAULT_STEPS
 from ..physics import SliceOperator
 from .flow import Denoiser, ddim_step, time_grid
 
@@ -112,7 +113,7 @@ def ddnm_sample(
     dim: int,
     *,
     pad: tuple[int, int, int, int] = (0, 0, 0, 0),
-    steps: int = 16,
+    steps: int = DEFAULT_STEPS,
     eta: float = 0.0,
     generators: Generators = None,
     background: float = -1.0,
@@ -137,7 +138,7 @@ def ddnm_sample(
     pad : tuple of int
         ``(top, bottom, left, right)`` canvas padding (to the UNet's size multiple).
     steps : int
-        Number of network evaluations (DDIM steps), 16 in the paper.
+        Number of network evaluations (DDIM steps); 16 in the paper.
     eta : float
         0 for deterministic DDIM; 1 for DDPM-like fresh noise at each step.
     generators : torch.Generator or sequence of them, optional

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import nibabel as nib
 import numpy as np
 
-from ..config import DEFAULT_SLICE_PROFILE
+from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS
 from ..device import resolve_device
 from ..errors import BidaError, ExitCode
 from ..models.weights import MODEL_GRID, PLANE_SLICE_AXIS, PLANES_FOR_AXIS
@@ -88,7 +88,7 @@ def bida_super_resolve_image(
     weights_dir: str | None = None,
     prior: str = "pretrained",
     self_prior_steps: int | None = None,
-    steps: int = 16,
+    steps: int = DEFAULT_STEPS,
     eta: float = 0.0,
     n_samples: int = 1,
     null_shrinkage: bool = False,
