@@ -17,6 +17,9 @@ LOGGER = logging.getLogger("bida")
 #: score 0.2-0.4 dB higher on the held-out mouse at a quarter of the time (model card), and 4
 #: samples of 4 steps cost what one of 16 did.
 DEFAULT_STEPS = 4
+#: ``--prior`` choices: the shipped (or ``--weights``) priors, priors fitted on the scan's own
+#: slices, or the former fine-tuned on them.
+PRIORS = ("pretrained", "self", "finetune")
 #: ``--method`` choices (each is the ``desc-`` label of its derivative) and the default: the
 #: data-consistent baseline until BiDA beats it on held-out real volumes (see the README).
 METHODS = ("dccubic", "cubic", "bida")
@@ -64,7 +67,7 @@ class RunConfig:
     null_shrinkage: bool = False
     slice_profile: str = DEFAULT_SLICE_PROFILE
     weights: str = ""
-    prior: str = "pretrained"
+    prior: str = "pretrained"  # one of PRIORS
     self_prior_steps: int = 0  # 0: the scan-adaptive prior's default budget
     n4: bool = True
     plugin: str = ""

@@ -473,3 +473,14 @@ def test_exit_codes(tmp_path: Path, capsys) -> None:
     assert main([str(bad), str(tmp_path / "o3")]) == 65
     errors = [ln for ln in capsys.readouterr().err.splitlines() if "error:" in ln]
     assert len(errors) == 3 and all(ln.startswith("bida evaluate: error:") for ln in errors)
+
+
+def test_fine_tuned_priors_keep_the_leave_one_out_guard(tmp_path: Path, capsys) -> None:
+    """bida-finetune starts from the --weights priors: a volume they saw is refused."""
+    seen = _phantom_file(tmp_path / "seen.nii.gz", seed=6)
+    weights = _tiny_weights(tmp_path / "weights", [seen])
+    args = [str(seen), str(tmp_path / "out"), "--methods", "bida-finetune", "dccubic"]
+    args += ["--weights", str(weights), "--scales", "5", "--steps", "1", "--device", "cpu"]
+    assert main([*args, "--no-cdsc", "--no-progress"]) == 64
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(seen) in err[0] and "not held out" in err[0]

@@ -94,3 +94,41 @@ def test_bad_input_is_refused_before_the_fit(thick, monkeypatch):
             thick, through_axis=0, thickness_mm=1.0, target_mm=0.2, prior="self", device="cpu"
         )
     assert err.value.code == 65 and "largest voxel spacing" in str(err.value)
+
+
+def test_finetune_starts_from_the_given_priors_and_keeps_their_record(thick, tmp_path):
+    """--prior finetune: same UNet as the given priors, weights moved from theirs by the fit,
+    and the cards keep their training record (what the leave-one-out guard reads)."""
+    import torch
+
+    from bida_app.models import UNet, UNetConfig
+    from bida_app.models.weights import load_plane_models, save_plane_model
+
+    cfg = UNetConfig.preset("tiny")
+    for plane in ("axial", "sagittal"):
+        torch.manual_seed(0)
+        save_plane_model(UNet(cfg), tmp_path, plane, slice_shape=[48, 40])
+        card_path = tmp_path / f"{plane}.json"
+        card = json.loads(card_path.read_text())
+        card["training"] = {"sources": ["seen.nii.gz"], "source_sha256": {"seen.nii.gz": "ab"}}
+        card_path.write_text(json.dumps(card))
+    base = load_plane_models(tmp_path, ("axial", "sagittal"), "cpu")
+    models = self_prior_models(
+        thick, "finetune", weights_dir=str(tmp_path), steps=3, progress=False, device="cpu"
+    )
+    assert sorted(models) == ["axial", "sagittal"]
+    for plane, model in models.items():
+        assert model.config == cfg and model.card["prior"] == "finetune"
+        assert model.card["training"]["source_sha256"] == {"seen.nii.gz": "ab"}
+        assert model.card["training"]["steps"] == 3
+        assert base[plane].sha256 in model.card["training"]["recipe"]
+        assert model.sha256 is None  # not the original's file any more
+        before = torch.nn.utils.parameters_to_vector(base[plane].net.parameters())
+        after = torch.nn.utils.parameters_to_vector(model.net.parameters())
+        change = float((after - before).norm() / before.norm())
+        assert 0 < change < 0.1  # started from the given weights, moved a little
+
+
+def test_unknown_prior_is_refused(thick):
+    with pytest.raises(BidaError, match="pretrained, self or finetune"):
+        self_prior_models(thick, "imagenet")

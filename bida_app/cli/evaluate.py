@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=list(DEFAULT_METHODS),
         help="methods to score (default: cubic dccubic bida eclare; eclare is skipped when "
         "'run-eclare' is not on PATH; bida-self fits a scan-adaptive prior per volume and "
-        "scale)",
+        "scale, bida-finetune fine-tunes the priors on it)",
     )
     p.add_argument(
         "--profile",
@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--self-prior-steps",
         type=positive_int,
         metavar="N",
-        help="bida-self: training steps per plane (default: 1000 on CPU, 3000 on GPU)",
+        help="bida-self/bida-finetune: training steps per plane (default: 1000 on CPU, 3000 on "
+        "GPU; 200 for bida-finetune)",
     )
     add_device_option(p, "auto, cpu or cuda[:N] (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="BiDA random seed")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import __version__
-from ..config import METHODS, RunConfig
+from ..config import METHODS, PRIORS, RunConfig
 from ..device import available_cpus
 from .options import (
     BidaArgumentParser,
@@ -119,9 +119,10 @@ def build_parser() -> BidaArgumentParser:
     )
     g.add_argument(
         "--prior",
-        choices=["pretrained", "self"],
+        choices=PRIORS,
         default=RunConfig.default("prior"),
-        help="shipped/--weights priors, or a scan-adaptive prior fit on the scan",
+        help="shipped/--weights priors; self: priors fitted on the scan's own slices; "
+        "finetune: the shipped/--weights priors fine-tuned on them (200 steps per plane)",
     )
     g.add_argument(
         "--self_prior_steps",
@@ -129,7 +130,8 @@ def build_parser() -> BidaArgumentParser:
         type=positive_int,
         default=None,
         metavar="N",
-        help="training steps per plane of --prior self (default: 1000 on CPU, 3000 on GPU)",
+        help="training steps per plane of --prior self (default: 1000 on CPU, 3000 on GPU) "
+        "or --prior finetune (default: 200)",
     )
     g.add_argument("--seed", type=int, default=RunConfig.default("seed"), help="random seed")
 

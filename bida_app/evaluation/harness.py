@@ -63,6 +63,7 @@ from .settings import (
     EXTRA_COLUMNS,
     FINGERPRINT,
     METHODS,
+    PRETRAINED_BIDA,
     WORLD_AXIS_INDEX,
     EvalSettings,
 )
@@ -309,7 +310,7 @@ class Evaluation:
     def held_out(self, volumes: Sequence[HRVolume], methods: Sequence[str]) -> dict[str, bool]:
         """Leave-one-volume-out check of every volume against the priors ``bida`` uses."""
         held = {v.name: True for v in volumes}
-        if "bida" not in methods:
+        if not set(methods) & set(PRETRAINED_BIDA):
             return held
         from ..models.weights import PLANES_FOR_AXIS
         from .heldout import check_held_out, shipped_or_given_record

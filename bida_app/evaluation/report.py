@@ -35,7 +35,13 @@ METRIC_TITLES = {
     "seconds": "seconds",
 }
 #: Colours of the methods in every figure.
-COLORS = {"cubic": "#7f8c8d", "bida": "#2b6cb0", "bida-self": "#805ad5", "eclare": "#d69e2e"}
+COLORS = {
+    "cubic": "#7f8c8d",
+    "bida": "#2b6cb0",
+    "bida-self": "#805ad5",
+    "bida-finetune": "#3182ce",
+    "eclare": "#d69e2e",
+}
 WORLD_AXES = {"LR": 0, "AP": 1, "SI": 2}
 
 

@@ -132,6 +132,7 @@ RUNNERS: dict[str, Runner] = {
     "dccubic": _dccubic,
     "bida": _bida("pretrained"),
     "bida-self": _bida("self"),
+    "bida-finetune": _bida("finetune"),
 }
 
 

@@ -35,11 +35,13 @@ EXTRA_COLUMNS: tuple[str, ...] = (
     "sr_file",
 )
 #: Every method ``bida evaluate`` can score.
-METHODS: tuple[str, ...] = ("cubic", "dccubic", "bida", "bida-self", "eclare")
+METHODS: tuple[str, ...] = ("cubic", "dccubic", "bida", "bida-self", "bida-finetune", "eclare")
 #: Methods that run BiDA (with the shipped/--weights priors, or ``--prior self``).
-BIDA_METHODS = ("bida", "bida-self")
+BIDA_METHODS = ("bida", "bida-self", "bida-finetune")
+#: BiDA methods that use the shipped or ``--weights`` priors (the leave-one-out guard applies).
+PRETRAINED_BIDA = ("bida", "bida-finetune")
 #: Methods whose output is projected onto the (acquired) slices at the end.
-DATA_CONSISTENT = ("dccubic", "bida", "bida-self")
+DATA_CONSISTENT = ("dccubic", *BIDA_METHODS)
 #: Methods scored when none are named (``bida-self`` trains per volume and scale: opt in).
 DEFAULT_METHODS: tuple[str, ...] = ("cubic", "dccubic", "bida", "eclare")
 #: The method every other one is compared with (differences and paired tests).
@@ -206,7 +208,9 @@ class EvalSettings:
             "null_shrinkage": self.null_shrinkage if uses_bida else None,
             "t_start": self.t_start if uses_bida else None,
             "recon_profile": self.recon_profile if uses_a else None,
-            "self_prior_steps": self.self_prior_steps if "bida-self" in self.methods else None,
+            "self_prior_steps": self.self_prior_steps
+            if {"bida-self", "bida-finetune"} & set(self.methods)
+            else None,
             "n4": self.n4,
             "interior_mm": self.interior_mm,
         }

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS
+from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS, PRIORS
 from ..physics.profiles import PROFILE_KINDS, forward_model_label, slr_tbw
 from . import _base
 from ._base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
@@ -87,7 +87,7 @@ class _BidaInputSpec(BaseInterfaceInputSpec):
     thickness_mm = traits.Float(mandatory=True, desc="slice thickness (FWHM) in mm")
     target_mm = traits.Float(mandatory=True, desc="output through-plane voxel size in mm")
     weights_dir = traits.Str("", usedefault=True, desc="plane models folder ('' = shipped)")
-    prior = traits.Enum("pretrained", "self", usedefault=True, desc="prior source")
+    prior = traits.Enum(*PRIORS, usedefault=True, desc="prior source")
     self_prior_steps = traits.Int(0, usedefault=True, desc="--prior self steps (0: default)")
     steps = traits.Int(DEFAULT_STEPS, usedefault=True, desc="DDIM steps")
     eta = traits.Float(0.0, usedefault=True, desc="DDIM stochasticity")

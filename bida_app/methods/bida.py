@@ -116,9 +116,10 @@ def bida_super_resolve_image(
         known (``slr``: a sharp Shinnar-Le Roux excitation, ``boxcar``: ideal slab).
     weights_dir : str, optional
         Folder of plane models; default the shipped weights.
-    prior : {"pretrained", "self"}
+    prior : {"pretrained", "self", "finetune"}
         ``self`` fits the plane priors on the scan's own slices first
-        (:mod:`bida_app.methods.selfprior`).
+        (:mod:`bida_app.methods.selfprior`); ``finetune`` starts that fit from the
+        ``weights_dir`` (or shipped) priors.
     self_prior_steps : int, optional
         Training steps per plane of the scan-adaptive prior (default: its CPU/GPU budget).
     models : dict, optional
@@ -155,7 +156,13 @@ def bida_super_resolve_image(
         from .selfprior import self_prior_models
 
         models = models or self_prior_models(
-            img, prior, steps=self_prior_steps, device=dev, seed=seed, progress=progress
+            img,
+            prior,
+            weights_dir=weights_dir,
+            steps=self_prior_steps,
+            device=dev,
+            seed=seed,
+            progress=progress,
         )
     ras, oinfo = to_ras(img)
     zooms = np.sqrt((ras.affine[:3, :3] ** 2).sum(0))

@@ -35,9 +35,10 @@ import torch
 
 from ..device import resolve_device
 from ..errors import BidaError, ExitCode
-from ..models.weights import MODEL_VOXEL_MM, PLANES_FOR_AXIS, PlaneModel
+from ..models.weights import MODEL_VOXEL_MM, PLANES_FOR_AXIS, PlaneModel, load_plane_models
 from ..training.config import TrainConfig
 from ..training.data import PreparedVolume, PrepConfig, slices_from_arrays, standardize_ras
+from ..training.ema import EMA
 from ..training.trainer import Trainer
 from .grid import scan_grid
 
@@ -68,9 +69,17 @@ GPU_SETTINGS = replace(
 )
 """GPU budget: ``small`` UNet, 3000 steps of 32 patches of 64² per plane."""
 
+FINETUNE_SETTINGS = replace(CPU_SETTINGS, steps=200, lr=2e-4, warmup=10, ema_decay=0.95)
+"""``--prior finetune``: the given priors, 200 steps of 8 patches of 48² per plane at a low
+learning rate (CPU and GPU alike; 2-8 min per plane on two shared CPU cores)."""
 
-def _settings(device: torch.device, steps: int | None, seed: int) -> TrainConfig:
-    base = GPU_SETTINGS if device.type == "cuda" else CPU_SETTINGS
+
+def _settings(
+    device: torch.device, steps: int | None, seed: int, finetune: bool = False
+) -> TrainConfig:
+    base = (
+        FINETUNE_SETTINGS if finetune else GPU_SETTINGS if device.type == "cuda" else CPU_SETTINGS
+    )
     if steps is None and os.environ.get(STEPS_ENV):
         steps = int(os.environ[STEPS_ENV])
     changes: dict[str, Any] = {"seed": seed, "device": str(device)}
@@ -93,6 +102,7 @@ def fit_self_prior(
     device: str | torch.device = "auto",
     seed: int = 0,
     progress: bool = True,
+    init: dict[str, PlaneModel] | None = None,
 ) -> dict[str, PlaneModel]:
     """Train the plane priors BiDA needs for ``ras`` on its own in-plane slices.
 
@@ -120,6 +130,10 @@ def fit_self_prior(
         Seed of the training.
     progress : bool
         Progress bars.
+    init : dict of str to PlaneModel, optional
+        Priors to start from (``--prior finetune``): each plane's network starts from its
+        weights, with :data:`FINETUNE_SETTINGS`, and its card keeps the original's record
+        (training sources and their SHA-256, for the leave-one-out guard).
 
     Returns
     -------
@@ -128,9 +142,11 @@ def fit_self_prior(
     """
     dev = resolve_device(device)
     planes = planes or PLANES_FOR_AXIS[axis]
-    cfg = _settings(dev, steps, seed)
+    cfg = _settings(dev, steps, seed, finetune=init is not None)
     if preset:
         cfg = replace(cfg, preset=preset)
+    if init is not None:  # the given priors' own UNet
+        cfg = replace(cfg, unet=init[planes[0]].config.to_dict())
     grid = grid or scan_grid(ras, axis, voxel_mm, cfg.unet_config().factor)
     prep = PrepConfig(voxel_mm=voxel_mm, grid=grid, n4=False)
     in_plane = [a for a in range(3) if a != axis]
@@ -159,19 +175,26 @@ def fit_self_prior(
                 ExitCode.BAD_DATA,
             )
         trainer = Trainer(data, replace(cfg, plane=plane, prep=prep), None, device=dev)
+        if init is not None:
+            start_from(trainer, init[plane])
         res = trainer.run(progress=progress)
         losses = [h["loss"] for h in res.history if h.get("loss") is not None]
         net = res.net.eval().requires_grad_(False)
         card = {
+            # the original's card, less its weights file: these weights are new
+            **({k: v for k, v in init[plane].card.items() if k != "weights"} if init else {}),
             "plane": plane,
             "slice_shape": list(data.shape),
             "voxel_size_mm": voxel_mm,
             "parameterization": "flow",
-            "prior": "self",
+            "prior": "self" if init is None else "finetune",
             "n_params": int(sum(p.numel() for p in net.parameters())),
             "training": {
                 **res.summary,
-                "recipe": "scan-adaptive (--prior self)",
+                **(_training_record(init[plane]) if init is not None else {}),
+                "recipe": "scan-adaptive (--prior self)"
+                if init is None
+                else f"fine-tuned on the scan (--prior finetune) from {init[plane].sha256}",
                 "source_planes": list(hr_planes),
                 "first_loss": losses[0] if losses else None,
                 "final_loss": losses[-1] if losses else None,
@@ -190,8 +213,25 @@ def fit_self_prior(
     return models
 
 
+def _training_record(model: PlaneModel) -> dict[str, Any]:
+    """The original prior's training sources (and their SHA-256), kept by its fine-tuned copy."""
+    training = model.card.get("training") or {}
+    return {k: training[k] for k in ("sources", "source_sha256") if k in training}
+
+
+def start_from(trainer: Trainer, model: PlaneModel) -> None:
+    """Start ``trainer``'s network (and its EMA) from ``model``'s weights."""
+    if model.config != trainer.net.config:
+        raise BidaError(
+            f"the {model.plane} prior's UNet differs from the fine-tuning preset",
+            ExitCode.BAD_DATA,
+        )
+    trainer.net.load_state_dict(model.net.state_dict())
+    trainer.ema = EMA(trainer.net, trainer.cfg.ema_decay)
+
+
 def self_prior_models(
-    img: nib.Nifti1Image, prior: str = "self", **fit_options: Any
+    img: nib.Nifti1Image, prior: str = "self", weights_dir: str | None = None, **fit_options: Any
 ) -> dict[str, PlaneModel]:
     """Entry point of :func:`~bida_app.methods.bida.bida_super_resolve_image` for ``prior``.
 
@@ -200,7 +240,10 @@ def self_prior_models(
     img : nibabel.Nifti1Image
         The (bias-corrected) thick-slice image in any voxel order.
     prior : str
-        ``"self"`` (anything else but ``"pretrained"`` is refused with exit 64).
+        ``"self"`` (fit from scratch) or ``"finetune"`` (start from the shipped or
+        ``weights_dir`` priors); anything else but ``"pretrained"`` is refused with exit 64.
+    weights_dir : str, optional
+        Folder of the priors ``"finetune"`` starts from (default: the shipped weights).
     **fit_options
         Keyword arguments of :func:`fit_self_prior` (``steps``, ``device``, ``seed``,
         ``progress``, ...).
@@ -211,9 +254,10 @@ def self_prior_models(
     """
     from ..preprocess.orient import through_plane_axis, to_ras
 
-    if prior != "self":
+    if prior not in ("self", "finetune"):
         raise BidaError(
-            f"--prior {prior} is not available (choose pretrained or self)", ExitCode.USAGE
+            f"--prior {prior} is not available (choose pretrained, self or finetune)",
+            ExitCode.USAGE,
         )
     ras, _ = to_ras(img)
     try:
@@ -222,4 +266,8 @@ def self_prior_models(
         raise BidaError(
             f"--prior self needs a thick-slice scan: {err}", ExitCode.BAD_DATA
         ) from err
+    if prior == "finetune":
+        planes = fit_options.get("planes") or PLANES_FOR_AXIS[axis]
+        device = resolve_device(fit_options.get("device", "auto"))
+        fit_options["init"] = load_plane_models(weights_dir, planes, device)
     return fit_self_prior(ras, axis, **fit_options)

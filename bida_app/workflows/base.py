@@ -111,9 +111,10 @@ def init_single_run_wf(
         CPU threads of the N4 and BiDA nodes.
     weights, prior, self_prior_steps, steps, eta, n_samples, null_shrinkage, seed, device
         BiDA only (see :class:`~bida_app.interfaces.sr.BidaSR`): plane-model folder ("" for
-        the shipped one), ``"pretrained"`` or ``"self"``, training steps of the scan-adaptive
-        prior (0: its default), DDIM steps, DDIM stochasticity, posterior samples (K > 1 adds
-        the ``desc-bidaStd`` map), null-space shrinkage, random seed, torch device.
+        the shipped one), ``"pretrained"``, ``"self"`` or ``"finetune"``, training steps of
+        the scan-adaptive or fine-tuned prior (0: its default), DDIM steps, DDIM
+        stochasticity, posterior samples (K > 1 adds the ``desc-bidaStd`` map), null-space
+        shrinkage, random seed, torch device.
     recorded : dict, optional
         Run options recorded under ``Options`` in the sidecar.
     name : str
