@@ -35,6 +35,7 @@ import torch
 
 from ..device import resolve_device
 from ..errors import BidaError, ExitCode
+from ..models.config import preset_name
 from ..models.weights import MODEL_VOXEL_MM, PLANES_FOR_AXIS, PlaneModel, load_plane_models
 from ..training.config import TrainConfig
 from ..training.data import PreparedVolume, PrepConfig, slices_from_arrays, standardize_ras
@@ -158,7 +159,7 @@ def fit_self_prior(
         " and ".join(planes),
         "/".join(hr_planes),
         "x".join(str(n) for n in grid),
-        cfg.preset,
+        preset_name(cfg.unet_config()),
         cfg.steps,
         cfg.batch_size,
         cfg.patch,
