@@ -170,7 +170,7 @@ def test_bida_image_passes_cuda_index_to_prior_fit_models_and_sampler(fake_cuda,
 
     seen: dict[str, object] = {}
 
-    def fake_fit(img, prior, *, steps, device, seed, progress):
+    def fake_fit(img, prior, *, weights_dir, steps, device, seed, progress):
         seen["fit"] = device
         return {}
 
