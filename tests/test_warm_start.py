@@ -61,3 +61,14 @@ def test_late_start_keeps_a_random_prior_near_the_baseline(thick_rat, random_mod
     assert params["StartTime"] == 0.05 and params["WarmStart"] == "data-consistent cubic"
     assert cold.sidecar["MethodParameters"]["WarmStart"].startswith("none")
     assert warm.sidecar["DataConsistencyResidual"] < 1e-4
+
+
+def test_a_warm_start_without_an_estimate_is_refused(random_models) -> None:
+    from bida_app.diffusion.bida import super_resolve
+    from bida_app.physics import make_profile
+
+    lr = np.full((8, 4, 8), -1.0, np.float32)
+    lr[2:6, :, 2:6] = 0.5
+    op = SliceOperator(16, np.arange(4) * 4 + 1.5, 0.25, make_profile("gaussian", 1.0), 1)
+    with pytest.raises(ValueError, match="x_init"):
+        super_resolve(lr, op, random_models, steps=1, t_start=0.5, progress=False)

@@ -197,7 +197,8 @@ def super_resolve_plane(
     progress : callable, optional
         Called with the number of slice-steps done after each step.
     init, t_start
-        Warm start, as in :func:`super_resolve`.
+        Warm start, as in :func:`super_resolve` (``t_start < 1`` without ``init`` is a
+        ``ValueError`` of :func:`~bida_app.diffusion.ddnm.ddnm_sample`).
 
     Returns
     -------
@@ -215,7 +216,7 @@ def super_resolve_plane(
     stack = np.moveaxis(np.asarray(lr, dtype=np.float32), lay.slice_axis, 0)
     index = list(range(stack.shape[0])) if slices is None else [int(i) for i in slices]
     warm = None
-    if init is not None and t_start < 1.0:
+    if init is not None:
         if tuple(init.shape) != tuple(hr_vol_shape):
             raise ValueError(f"init of shape {init.shape}, expected {tuple(hr_vol_shape)}")
         warm = np.moveaxis(np.asarray(init, dtype=np.float32), lay.slice_axis, 0)
@@ -254,7 +255,7 @@ def super_resolve_plane(
             generators=gens,
             callback=lambda i: step_cb(i, len(batch)),
             x_init=None if warm is None else torch.from_numpy(warm[batch][:, None]).to(dev),
-            t_start=t_start if warm is not None else 1.0,
+            t_start=t_start,
         )
 
     bs = batch_size or auto_batch_size(lay, max(1, len(todo)), dev, denoise)
@@ -522,7 +523,7 @@ def super_resolve(
     params = {
         "Planes": list(use),
         "Steps": steps,
-        "StartTime": t_start if init is not None else 1.0,
+        "StartTime": t_start,
         "Eta": eta,
         "NSamples": n_samples,
         "NullSpaceShrinkage": bool(null_shrinkage and std is not None),

@@ -265,7 +265,7 @@ def self_prior_models(
         axis = through_plane_axis(ras)
     except ValueError as err:
         raise BidaError(
-            f"--prior self needs a thick-slice scan: {err}", ExitCode.BAD_DATA
+            f"--prior {prior} needs a thick-slice scan: {err}", ExitCode.BAD_DATA
         ) from err
     if prior == "finetune":
         planes = fit_options.get("planes") or PLANES_FOR_AXIS[axis]
