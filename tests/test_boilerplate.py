@@ -86,6 +86,10 @@ def test_dccubic_describes_the_projection_onto_the_acquired_slices():
     text, refs = methods_text([_meta("dccubic", MethodParameters={"SliceProfile": "slr"})])
     assert "A⁺(y − Ax)" in text and "data-consistent cubic" in text
     assert "slr" in refs and "unser_splines" in refs
+    assert "re-degrades exactly" in text and "damped" not in text
+    damped, _ = methods_text([_meta("dccubic", MethodParameters={"Damping": 0.1})])
+    assert "Tikhonov-damped" in damped and "λ = 0.1" in damped
+    assert "re-degrades exactly" not in damped
 
 
 def test_a_new_method_is_described_from_its_sidecar():

@@ -169,10 +169,12 @@ def test_default_output_is_faithful_to_the_acquired_slices(demo_run):
             main_img.with_name(main_img.name.replace(".nii.gz", ".json")).read_text()
         )
         profile = meta["MethodParameters"]["SliceProfile"]
-        assert profile == "slr"  # the default forward model (README: slice profile)
-        # float32 storage: rounding level against the raw slices, N4 or not
-        assert _acquired_residual(lr_path, main_img, profile) < 1e-5
-        assert meta["DataConsistencyResidual"] < 1e-10
+        assert profile == "gaussian"  # the default forward model (README: slice profile)
+        # the damped projection: a small residual, measured against the raw slices
+        assert meta["DataConsistencyDamping"] == 0.1
+        resid = _acquired_residual(lr_path, main_img, profile)
+        assert resid == pytest.approx(meta["DataConsistencyResidual"], rel=1e-3, abs=1e-6)
+        assert 1e-5 < resid < 0.02
         assert meta["DataConsistencyReference"].startswith("acquired")
         assert meta["BiasFieldReapplied"] is True
         # the demo's bias field is real: the corrected image is not data-consistent with y
@@ -192,6 +194,23 @@ def test_default_output_is_faithful_to_the_acquired_slices(demo_run):
     html = (out / "sub-01.html").read_text()
     for kind in ("sagittalDccubic_", "sagittalDccubicBiascorr_", "sagittalBias_"):
         assert f"sub-01_acq-coronal_desc-{kind}T2w.png" in html, kind
+
+
+def test_exact_projection_ends_on_the_acquired_slices(demo, tmp_path: Path):
+    """``--dc_damping 0``: with N4 on, the main derivative re-degrades exactly to the raw
+    slices (float32 rounding), the bias-corrected companion does not."""
+    out = tmp_path / "out"
+    argv = [str(demo), str(out), "participant", "--participant_label", "01"]
+    assert main([*argv, "--dc_damping", "0", "-w", str(tmp_path / "work")]) == 0
+    lr_path = next(demo.glob("sub-01/anat/*acq-coronal_T2w.nii.gz"))
+    stem = lr_path.name.replace("_T2w.nii.gz", "")
+    main_img = out / "sub-01" / "anat" / f"{stem}_desc-dccubic_T2w.nii.gz"
+    corrected = main_img.with_name(f"{stem}_desc-dccubicBiascorr_T2w.nii.gz")
+    meta = json.loads(main_img.with_name(main_img.name.replace(".nii.gz", ".json")).read_text())
+    assert meta["DataConsistencyDamping"] == 0.0 and meta["BiasFieldReapplied"] is True
+    assert _acquired_residual(lr_path, main_img, "gaussian") < 1e-5
+    assert meta["DataConsistencyResidual"] < 1e-10
+    assert _acquired_residual(lr_path, corrected, "gaussian") > 1e-3
 
 
 def test_rerun_is_noop(demo_run, caplog):

@@ -17,7 +17,8 @@ POSITIONALS = ["bids", "out", "participant"]
 EVERY_OPTION = [
     *["--participant_label", "01", "02", "--session_label", "a"],
     *["--method", "bida", "--target_resolution", "0.2", "--steps", "7", "--eta", "0.3"],
-    *["--n_samples", "3", "--null_shrinkage", "--slice_profile", "gaussian"],
+    *["--n_samples", "3", "--null_shrinkage", "--slice_profile", "slr"],
+    *["--dc_damping", "0.25"],
     *["--weights", "my_weights", "--prior", "self", "--self_prior_steps", "5", "--seed", "3"],
     *["--anisotropy_threshold", "2", "--header_scale", "0.1", "--no_n4", "-w", "scratch"],
     *["--device", "cpu", "--nprocs", "2", "--omp_nthreads", "3", "--mem_gb", "4.5"],

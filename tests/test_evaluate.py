@@ -28,6 +28,7 @@ from test_skullstrip import fetched_dir
 from bida_app.cli.evaluate import main
 from bida_app.demo.dataset import make_demo_dataset
 from bida_app.demo.phantom import make_rat_phantom
+from bida_app.errors import BidaError, ExitCode
 from bida_app.evaluation.harness import (
     COLUMNS,
     EvalSettings,
@@ -311,6 +312,41 @@ def test_resume_refuses_other_settings(evaluated: dict, tmp_path: Path) -> None:
     assert rc == 64
 
 
+@pytest.mark.parametrize("name", ["noise", "dc_damping"])
+def test_settings_refuse_a_negative_noise_or_damping(name: str) -> None:
+    with pytest.raises(BidaError, match=name) as err:
+        EvalSettings(methods=("dccubic",), **{name: -0.1})
+    assert err.value.code == ExitCode.USAGE
+    fp = EvalSettings(methods=("dccubic",), noise=0.02, dc_damping=0.0).fingerprint()
+    assert fp["noise"] == 0.02 and fp["dc_damping"] == 0.0
+    assert EvalSettings(methods=("cubic",)).fingerprint()["dc_damping"] is None
+
+
+def test_simulated_noise_is_seeded_and_recorded(tmp_path: Path) -> None:
+    """``--noise``: the LR sidecar records it, a rerun of the seed gives the same slices and
+    another seed other ones; noisy slices score lower than noise-free ones."""
+    vol = _phantom_file(tmp_path / "ph.nii.gz", seed=5)
+    args = [str(vol), "--methods", "cubic", "--scales", "5", "--profile", "gaussian"]
+    args += ["--no-cdsc", "--no-progress", "--no-n4"]
+    outs = {}
+    for tag, extra in {
+        "clean": [],
+        "a": ["--noise", "0.05"],
+        "b": ["--noise", "0.05"],
+        "c": ["--noise", "0.05", "--seed", "1"],
+    }.items():
+        outs[tag] = tmp_path / tag
+        assert main([args[0], str(outs[tag]), *args[1:], *extra]) == 0
+    lr = {t: next(o.glob("volumes/*/*/lr.nii.gz")) for t, o in outs.items()}
+    data = {t: np.asarray(nib.load(p).dataobj) for t, p in lr.items()}
+    np.testing.assert_array_equal(data["a"], data["b"])
+    assert not np.array_equal(data["a"], data["c"])
+    meta = json.loads(lr["a"].with_name("lr.json").read_text())
+    assert meta["NoiseLevel"] == 0.05 and meta["RicianNoiseSigma"] > 0
+    psnr = {t: pd.read_csv(o / "results.csv")["psnr"].iloc[0] for t, o in outs.items()}
+    assert psnr["a"] < psnr["clean"]
+
+
 # ----------------------------------------------------------------------------- methods
 
 
@@ -349,17 +385,25 @@ def test_tiny_bida_model_runs_with_data_consistency(tmp_path: Path) -> None:
 
 
 def test_dccubic_is_consistent_and_beats_cubic_with_the_matched_profile(tmp_path: Path) -> None:
-    """Gaussian-simulated slices, Gaussian A: the projection is exact and helps; with the
-    pipeline's N4 on, the field is put back before the projection onto the acquired slices."""
+    """Gaussian-simulated slices, Gaussian A: the exact projection is exact and helps; with
+    the pipeline's N4 on, the field is put back before the projection onto the acquired
+    slices. The default damped projection stays within a small residual and helps too."""
     vol = _phantom_file(tmp_path / "ph.nii.gz", seed=5)
     args = [str(vol), "--methods", "cubic", "dccubic", "--scales", "5", "--profile", "gaussian"]
     args += ["--recon-profile", "gaussian", "--no-cdsc", "--no-progress"]
-    assert main([*args[:1], str(tmp_path / "out"), *args[1:]]) == 0
+    assert main([*args[:1], str(tmp_path / "out"), *args[1:], "--dc-damping", "0"]) == 0
     df = pd.read_csv(tmp_path / "out" / "results.csv").set_index("method")
     assert df.loc["dccubic", "residual"] < 1e-6 and df.loc["cubic", "residual"] > 1e-3
     assert df.loc["dccubic", "psnr"] > df.loc["cubic", "psnr"]
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["settings"]["n4"] is True and run["settings"]["recon_profile"] == "gaussian"
+    assert run["settings"]["dc_damping"] == 0.0
+    damped = tmp_path / "damped"
+    assert main([*args[:1], str(damped), *args[1:]]) == 0
+    dd = pd.read_csv(damped / "results.csv").set_index("method")
+    assert 1e-6 < dd.loc["dccubic", "residual"] < 0.25 * dd.loc["cubic", "residual"]
+    assert dd.loc["dccubic", "psnr"] > dd.loc["cubic", "psnr"]
+    assert json.loads((damped / "run.json").read_text())["settings"]["dc_damping"] == 0.1
     # profile mismatch on purpose: SLR-shaped A against Gaussian slices is no longer exact
     mismatch = tmp_path / "mismatch"
     assert main([*args[:1], str(mismatch), *args[1:], "--recon-profile", "slr", "--no-n4"]) == 0

@@ -200,3 +200,42 @@ def test_cli_bids_refusals(tmp_path):
     not_bids.mkdir()
     assert main([str(not_bids), str(tmp_path / "out2"), *args]) == ExitCode.BIDS_INVALID
     assert not (tmp_path / "out").exists() and not (tmp_path / "out2").exists()
+
+
+def _block_image(seed: int = 0) -> nib.Nifti1Image:
+    rng = np.random.default_rng(seed)
+    data = np.zeros((12, 40, 10), np.float32)
+    data[2:10, 5:35, 2:8] = 100 + 10 * rng.random((8, 30, 6))
+    return nib.Nifti1Image(data, np.diag([0.2, 0.2, 0.2, 1.0]))
+
+
+def test_rician_noise_is_seeded_recorded_and_rician():
+    hr = _block_image()
+    kw = {"thickness_mm": 1.0, "spacing_mm": 1.0, "axis": "AP", "profile": "gaussian"}
+    clean, meta0 = simulate_lr(hr, **kw)
+    noisy, meta = simulate_lr(hr, noise=0.05, seed=3, **kw)
+    again, _ = simulate_lr(hr, noise=0.05, seed=3, **kw)
+    other, _ = simulate_lr(hr, noise=0.05, seed=4, **kw)
+    c, n = np.asarray(clean.dataobj, float), np.asarray(noisy.dataobj, float)
+    assert meta0["NoiseLevel"] == 0.0 and meta0["RicianNoiseSigma"] == 0.0
+    sigma = 0.05 * np.percentile(np.asarray(hr.dataobj), 99)
+    assert meta["NoiseLevel"] == 0.05 and meta["RicianNoiseSigma"] == pytest.approx(sigma)
+    np.testing.assert_array_equal(n, np.asarray(again.dataobj))
+    assert not np.array_equal(n, np.asarray(other.dataobj))
+    # Rayleigh (mean sigma * sqrt(pi/2)) where there is no signal, ~Gaussian where it is high
+    background = c == 0
+    assert n[background].mean() == pytest.approx(sigma * np.sqrt(np.pi / 2), rel=0.1)
+    tissue = c > 50
+    assert (n - c)[tissue].std() == pytest.approx(sigma, rel=0.1)
+    assert n.min() >= 0
+
+
+def test_cli_noise_option(tmp_path):
+    src = tmp_path / "hr.nii.gz"
+    nib.save(_block_image(), src)
+    out = tmp_path / "lr.nii.gz"
+    argv = [str(src), str(out), "--thickness", "1", "--axis", "AP", "--noise", "0.02"]
+    assert main([*argv, "--seed", "7"]) == 0
+    meta = json.loads((tmp_path / "lr.json").read_text())
+    assert meta["NoiseLevel"] == 0.02 and meta["RicianNoiseSigma"] > 0
+    assert main([*argv[:-1], "-0.1"]) == ExitCode.USAGE

@@ -9,7 +9,14 @@ import sys
 from pathlib import Path
 
 from ..errors import BidaError
-from .options import add_axis_option, add_device_option, command_parser, positive_int, start_time
+from .options import (
+    add_axis_option,
+    add_device_option,
+    command_parser,
+    non_negative_float,
+    positive_int,
+    start_time,
+)
 
 LOGGER = logging.getLogger("bida")
 
@@ -42,7 +49,13 @@ def _scale(text: str) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     """Parser of ``bida evaluate`` (usage errors exit 64)."""
-    from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS, DEFAULT_T_START, SIMULATION_TBW
+    from ..config import (
+        DEFAULT_DC_DAMPING,
+        DEFAULT_SLICE_PROFILE,
+        DEFAULT_STEPS,
+        DEFAULT_T_START,
+        SIMULATION_TBW,
+    )
     from ..evaluation.harness import DEFAULT_METHODS, METHODS
     from ..evaluation.skullstrip import SPECIES
     from ..physics.profiles import PROFILE_KINDS
@@ -94,6 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=SIMULATION_TBW,
         help="time-bandwidth product of the simulated SLR slices (default: %(default)g)",
     )
+    p.add_argument(
+        "--noise",
+        type=non_negative_float,
+        default=0.0,
+        metavar="LEVEL",
+        help="Rician noise on the simulated slices: standard deviation per channel as a "
+        "fraction of the HR volume's 99th percentile (default: 0, noise-free)",
+    )
     add_axis_option(
         p, "through-plane world axis of the simulated slices (default: AP)", default="AP"
     )
@@ -128,8 +149,16 @@ def build_parser() -> argparse.ArgumentParser:
         choices=PROFILE_KINDS,
         default=DEFAULT_SLICE_PROFILE,
         help="slice profile of the forward model A that dccubic, BiDA and the final "
-        "projection assume (default: slr, as bida participant); differs from --profile to "
-        "measure a profile mismatch",
+        f"projection assume (default: {DEFAULT_SLICE_PROFILE}, as bida participant); differs "
+        "from --profile to measure a profile mismatch",
+    )
+    p.add_argument(
+        "--dc-damping",
+        type=non_negative_float,
+        default=DEFAULT_DC_DAMPING,
+        metavar="LAMBDA",
+        help="damping of dccubic's projection (0: exact; default: %(default)g, as bida "
+        "participant)",
     )
     p.add_argument(
         "--no-n4",
@@ -213,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
             methods=tuple(dict.fromkeys(args.methods)),
             profile=args.profile,
             tbw=args.tbw,
+            noise=args.noise,
             axis=args.axis,
             species=args.species,
             weights=str(args.weights) if args.weights else None,
@@ -222,6 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             null_shrinkage=args.null_shrinkage,
             t_start=args.t_start,
             recon_profile=args.recon_profile,
+            dc_damping=args.dc_damping,
             n4=not args.no_n4,
             interior_mm=args.interior_mm,
             allow_training_volumes=args.allow_training_volumes,

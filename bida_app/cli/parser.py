@@ -12,6 +12,7 @@ from .options import (
     HelpFormatter,
     add_device_option,
     finite_float,
+    non_negative_float,
     positive_float,
     positive_int,
 )
@@ -99,9 +100,19 @@ def build_parser() -> BidaArgumentParser:
         choices=["gaussian", "slr", "boxcar"],
         default=RunConfig.default("slice_profile"),
         help="slice profile of the forward model A of dccubic, BiDA and the final projection "
-        "(FWHM = slice thickness): slr (an SLR excitation of time-bandwidth product 4, "
-        "default: the smallest worst-case loss when the true profile is unknown), gaussian "
-        "(the paper's model) or boxcar",
+        "(FWHM = slice thickness): gaussian (the paper's model, default), slr (an SLR "
+        "excitation of time-bandwidth product 4: better when the slices are sharp-edged) or "
+        "boxcar",
+    )
+    g.add_argument(
+        "--dc_damping",
+        "--dc-damping",
+        type=non_negative_float,
+        default=RunConfig.default("dc_damping"),
+        metavar="LAMBDA",
+        help="damping of dccubic's projection onto the slices, relative to the mean of "
+        "diag(AA^T): 0 is the exact projection; the default shrinks the correction where the "
+        "data determine the image only weakly (robust to noise and to a wrong profile)",
     )
     g.add_argument(
         "--null_shrinkage",

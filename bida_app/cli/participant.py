@@ -24,7 +24,8 @@ LOGGER = logging.getLogger("bida")
 
 #: Options of the run that the workflow factory takes (:func:`workflow_options`).
 WORKFLOW_OPTIONS = (
-    *("method", "slice_profile", "header_scale", "target_resolution", "n4", "omp_nthreads"),
+    *("method", "slice_profile", "dc_damping", "header_scale", "target_resolution", "n4"),
+    "omp_nthreads",
     *("weights", "prior", "self_prior_steps", "steps", "eta", "n_samples", "null_shrinkage"),
     *("seed", "device"),
 )

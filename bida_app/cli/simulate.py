@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import SIMULATION_TBW
 from ..errors import BidaError
-from .options import add_axis_option, command_parser, positive_float
+from .options import add_axis_option, command_parser, non_negative_float, positive_float
 
 LOGGER = logging.getLogger("bida")
 
@@ -68,6 +68,15 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         "own blur (exact for Gaussian profiles only)",
     )
     p.add_argument(
+        "--noise",
+        type=non_negative_float,
+        default=0.0,
+        metavar="LEVEL",
+        help="Rician noise: standard deviation per channel as a fraction of the HR volume's "
+        "99th percentile (e.g. 0.02; default 0: noise-free)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    p.add_argument(
         "--participant-label",
         "--participant_label",
         nargs="+",
@@ -105,6 +114,8 @@ def main(argv: list[str] | None = None) -> int:
         "profile": args.profile,
         "tbw": args.tbw,
         "effective": args.effective,
+        "noise": args.noise,
+        "seed": args.seed,
     }
     try:
         from ..physics.simulate import simulate_bids, simulate_file

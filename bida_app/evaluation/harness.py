@@ -17,8 +17,8 @@ Leave-one-volume-out: a BiDA prior is scored only on volumes it was not trained 
 Resuming. LR and SR volumes, masks and the table live under ``OUT_DIR``; each row of
 ``results.csv`` is written as soon as it is scored, and a rerun skips every
 (volume, scale, method) already in the table. ``run.json`` records the settings; a rerun with
-settings that change the scores (profiles, axis, species, recipe, steps, seed, weights, N4,
-interior) is refused.
+settings that change the scores (profiles, noise, damping, axis, species, recipe, steps, seed,
+weights, N4, interior) is refused.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import json
 import logging
 import os
 import time
+import zlib
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -407,6 +408,8 @@ class Evaluation:
             axis=s.axis,
             profile=s.profile,
             tbw=s.tbw,
+            noise=s.noise,
+            seed=[s.seed, zlib.crc32(vol.name.encode()), round(scale * 1000)],
             source=str(vol.path),
         )
         lr_path = sc_dir / "lr.nii.gz"

@@ -96,7 +96,9 @@ def _cubic(img: nib.Nifti1Image, axis: int, thickness: float, hr_mm: float, s: E
 def _dccubic(img: nib.Nifti1Image, axis: int, thickness: float, hr_mm: float, s: EvalSettings):
     from ..methods.dccubic import dc_cubic_super_resolve
 
-    return dc_cubic_super_resolve(img, axis, thickness, hr_mm, profile=s.recon_profile)[0]
+    return dc_cubic_super_resolve(
+        img, axis, thickness, hr_mm, profile=s.recon_profile, damping=s.dc_damping
+    )[0]
 
 
 def _bida(prior: str) -> Runner:
@@ -173,6 +175,7 @@ def run_pipeline(
         bias=bias,
         profile=settings.recon_profile,
         project=method in DATA_CONSISTENT,
+        damped=method == "dccubic" and settings.dc_damping > 0,
     ).image
 
 

@@ -7,7 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS, DEFAULT_T_START, SIMULATION_TBW
+from ..config import (
+    DEFAULT_DC_DAMPING,
+    DEFAULT_SLICE_PROFILE,
+    DEFAULT_STEPS,
+    DEFAULT_T_START,
+    SIMULATION_TBW,
+)
 from ..errors import BidaError, ExitCode
 
 COLUMNS: tuple[str, ...] = (
@@ -53,6 +59,7 @@ WORLD_AXIS_INDEX = {"LR": 0, "AP": 1, "SI": 2}
 FINGERPRINT: tuple[str, ...] = (
     "profile",
     "tbw",
+    "noise",
     "axis",
     "species",
     "skullstrip",
@@ -65,6 +72,7 @@ FINGERPRINT: tuple[str, ...] = (
     "null_shrinkage",
     "t_start",
     "recon_profile",
+    "dc_damping",
     "self_prior_steps",
     "n4",
     "interior_mm",
@@ -85,6 +93,10 @@ class EvalSettings:
         Slice profile of the simulation (``"slr"``, ``"gaussian"``, ``"boxcar"``).
     tbw : float
         Time-bandwidth product of the SLR pulse.
+    noise : float
+        Rician noise on the simulated slices, per-channel standard deviation as a fraction of
+        the HR volume's 99th percentile (0: noise-free); seeded by ``seed``, the volume and
+        the scale.
     axis : str
         World through-plane axis (``"LR"``, ``"AP"``, ``"SI"``).
     species : str
@@ -105,6 +117,8 @@ class EvalSettings:
         Slice profile of the forward model ``A`` that the data-consistent methods assume
         (dccubic, BiDA, the final projection); the simulation's is ``profile``, so the two
         can differ on purpose (profile mismatch).
+    dc_damping : float
+        Damping of dccubic's projection (0: exact).
     self_prior_steps : int or None
         Training steps per plane of ``bida-self`` (default: the CPU/GPU budget).
     n4 : bool
@@ -119,7 +133,7 @@ class EvalSettings:
     device : str
         ``"auto"``, ``"cpu"`` or ``"cuda[:N]"`` (BiDA, the skull-strip network, ECLARE's GPU).
     seed : int
-        BiDA random seed.
+        BiDA random seed; also seeds the simulated noise.
     skullstrip_stride : int or None
         Patch stride overriding the published recipe (quick, non-published mode).
     skullstrip_slices : int or None
@@ -136,6 +150,7 @@ class EvalSettings:
     methods: tuple[str, ...] = DEFAULT_METHODS
     profile: str = "slr"
     tbw: float = SIMULATION_TBW
+    noise: float = 0.0
     axis: str = "AP"
     species: str = "rat"
     weights: str | None = None
@@ -145,6 +160,7 @@ class EvalSettings:
     null_shrinkage: bool = False
     t_start: float = DEFAULT_T_START
     recon_profile: str = DEFAULT_SLICE_PROFILE
+    dc_damping: float = DEFAULT_DC_DAMPING
     self_prior_steps: int | None = None
     n4: bool = True
     interior_mm: float = 1.0
@@ -167,6 +183,10 @@ class EvalSettings:
             raise BidaError(f"scales must be >= 1, got {list(self.scales)}", ExitCode.USAGE)
         if self.axis not in WORLD_AXIS_INDEX:
             raise BidaError(f"axis must be one of {list(WORLD_AXIS_INDEX)}", ExitCode.USAGE)
+        for name in ("noise", "dc_damping"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise BidaError(f"{name} must be >= 0, got {value}", ExitCode.USAGE)
         if not (self.interior_mm >= 0 and math.isfinite(self.interior_mm)):
             raise BidaError(f"interior erosion must be >= 0 mm, got {self.interior_mm}")
 
@@ -196,6 +216,7 @@ class EvalSettings:
         values = {
             "profile": self.profile,
             "tbw": self.tbw if self.profile == "slr" else None,
+            "noise": self.noise,
             "axis": self.axis,
             "species": self.species if self.cdsc else None,
             "skullstrip": self.skullstrip_label,
@@ -208,6 +229,7 @@ class EvalSettings:
             "null_shrinkage": self.null_shrinkage if uses_bida else None,
             "t_start": self.t_start if uses_bida else None,
             "recon_profile": self.recon_profile if uses_a else None,
+            "dc_damping": self.dc_damping if "dccubic" in self.methods else None,
             "self_prior_steps": self.self_prior_steps
             if {"bida-self", "bida-finetune"} & set(self.methods)
             else None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS, PRIORS
+from ..config import DEFAULT_DC_DAMPING, DEFAULT_SLICE_PROFILE, DEFAULT_STEPS, PRIORS
 from ..physics.profiles import PROFILE_KINDS, forward_model_label, slr_tbw
 from . import _base
 from ._base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, isdefined, traits
@@ -23,6 +23,9 @@ class _CubicInputSpec(BaseInterfaceInputSpec):
         False, usedefault=True, desc="project onto the slices after interpolation (dccubic)"
     )
     slice_profile = traits.Enum(*PROFILES, usedefault=True, desc="slice profile of A")
+    dc_damping = traits.Range(
+        low=0.0, value=DEFAULT_DC_DAMPING, usedefault=True, desc="damping of the projection"
+    )
 
 
 class _SROutputSpec(TraitedSpec):
@@ -52,10 +55,17 @@ class CubicSR(SimpleInterface):
         params = {"Interpolation": "cubic B-spline (order 3)", "Boundary": "nearest"}
         with _base.Timer() as t:
             if self.inputs.data_consistent:
-                sr, geom, resid = dc_cubic_super_resolve(*args, profile=profile)
+                damping = self.inputs.dc_damping
+                sr, geom, resid = dc_cubic_super_resolve(*args, profile=profile, damping=damping)
                 method = "dccubic"
                 params |= {
-                    "Projection": "x <- x + pinv(A) (y - A x) onto the slices",
+                    "Projection": (
+                        "x <- x + pinv(A) (y - A x) onto the slices"
+                        if damping == 0
+                        else "x <- x + A^T (A A^T + damping mean(diag(A A^T)) I)^-1 (y - A x) "
+                        "onto the slices (damped)"
+                    ),
+                    "Damping": damping,
                     "SliceProfile": profile,
                     **slr_tbw(profile),
                     "ProfileFWHM": self.inputs.thickness_mm,
@@ -76,6 +86,7 @@ class CubicSR(SimpleInterface):
                 "Geometry": geom.as_dict(),
                 "DataConsistencyResidual": resid,
                 "DataConsistencyModel": forward_model_label(profile),
+                **({"DataConsistencyDamping": params["Damping"]} if method == "dccubic" else {}),
             },
         )
         return runtime
@@ -145,6 +156,9 @@ class _RestoreInputSpec(BaseInterfaceInputSpec):
     thickness_mm = traits.Float(mandatory=True, desc="slice thickness (FWHM) in mm")
     slice_profile = traits.Enum(*PROFILES, usedefault=True, desc="slice profile of A")
     project = traits.Bool(True, usedefault=True, desc="project onto the acquired slices")
+    damped = traits.Bool(
+        False, usedefault=True, desc="the method's projection was damped: keep its residual"
+    )
 
 
 class _RestoreOutputSpec(TraitedSpec):
@@ -178,6 +192,7 @@ class RestoreAcquired(SimpleInterface):
                 bias=bias,
                 profile=self.inputs.slice_profile,
                 project=self.inputs.project,
+                damped=self.inputs.damped,
             )
         self._results["out_file"] = _base.save_image(runtime, "restored_T2w.nii.gz", res.image)
         if res.bias is not None:
@@ -192,7 +207,12 @@ class RestoreAcquired(SimpleInterface):
                 "IntensitySpace": "acquired" if bias is not None else "acquired (no N4)",
                 "BiasFieldReapplied": bias is not None,
                 "FinalProjection": (
-                    f"x <- x + pinv(A) (y - A x) onto the acquired slices ({profile} "
+                    "x <- x + pinv(A) (t - A x), t = y - b (y / b - A x_method): the damped "
+                    "projection's residual against the slices it was given carried over to "
+                    f"the acquired slices y (b: bias field; {profile} profile, FWHM = slice "
+                    "thickness)"
+                    if res.projected and self.inputs.damped
+                    else f"x <- x + pinv(A) (y - A x) onto the acquired slices ({profile} "
                     "profile, FWHM = slice thickness)"
                     if res.projected
                     else "none (the method is not data-consistent)"

@@ -38,8 +38,7 @@ METHOD_TEXT: dict[str, tuple[str, list[str]]] = {
         "The through-plane axis was upsampled with data-consistent cubic interpolation: cubic "
         "B-spline interpolation [@unser_splines] followed by one projection onto the acquired "
         "slices, x ← x + A⁺(y − Ax), where A models the acquisition ({profile} slice profile "
-        "of FWHM equal to the slice thickness, followed by slice sampling) and A⁺ is its "
-        "pseudo-inverse, so that the result re-degrades exactly to the acquired slices.",
+        "of FWHM equal to the slice thickness, followed by slice sampling) and {inverse_text}",
         ["unser_splines"],
     ),
     "bida": (
@@ -108,6 +107,23 @@ def _priors_text(metas: list[dict]) -> str:
     return "The priors were: " + "; ".join(described) + "."
 
 
+def _inverse_text(params: list[dict]) -> str:
+    """What A⁺ was in dccubic's projection: exact, or damped (``MethodParameters.Damping``)."""
+    damping = [p.get("Damping") for p in params if p.get("Damping")]
+    if not damping:
+        return (
+            "A⁺ is its pseudo-inverse, so that the result re-degrades exactly to the acquired "
+            "slices."
+        )
+    return (
+        "A⁺ is its Tikhonov-damped inverse, Aᵀ(AAᵀ + λdI)⁻¹ with λ = "
+        f"{_distinct(damping)} and d the mean of diag(AAᵀ), which shrinks the correction "
+        "where the slices determine the image only weakly (robust to noise and to an "
+        "inexact slice profile), so that the result re-degrades to the acquired slices up "
+        "to a small residual."
+    )
+
+
 def describe_method(method: str, metas: list[dict]) -> tuple[str, list[str]]:
     """Sentences and references for the runs of one method.
 
@@ -145,6 +161,7 @@ def describe_method(method: str, metas: list[dict]) -> tuple[str, list[str]]:
         eta=_distinct(p.get("Eta") for p in params) or "0",
         prior_text=_priors_text(metas),
         samples_text=samples_text,
+        inverse_text=_inverse_text(params),
     )
     if "slr" in text.lower():
         text = text.replace("slr slice profile", "Shinnar–Le Roux (SLR) [@slr] slice profile")

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from ..config import DEFAULT_METHOD, DEFAULT_SLICE_PROFILE, DEFAULT_STEPS
+from ..config import DEFAULT_DC_DAMPING, DEFAULT_METHOD, DEFAULT_SLICE_PROFILE, DEFAULT_STEPS
 
 
 def run_wf_name(run_info: dict) -> str:
@@ -62,6 +62,7 @@ def init_single_run_wf(
     *,
     method: str = DEFAULT_METHOD,
     slice_profile: str = DEFAULT_SLICE_PROFILE,
+    dc_damping: float = DEFAULT_DC_DAMPING,
     header_scale: float = 1.0,
     target_resolution: float = 0.0,
     n4: bool = True,
@@ -99,8 +100,10 @@ def init_single_run_wf(
         Derivatives root.
     method : {"dccubic", "cubic", "bida"}
         Super-resolution method; also the ``desc-`` label of the derivative.
-    slice_profile : {"slr", "gaussian", "boxcar"}
+    slice_profile : {"gaussian", "slr", "boxcar"}
         Slice profile of the forward model A (dccubic, BiDA and the final projection).
+    dc_damping : float
+        Damping of dccubic's projection (0: exact; :mod:`bida_app.methods.dccubic`).
     header_scale : float
         Factor applied to the voxel sizes of the input header.
     target_resolution : float
@@ -163,6 +166,7 @@ def init_single_run_wf(
                 target_mm=target,
                 data_consistent=method == "dccubic",
                 slice_profile=slice_profile,
+                dc_damping=dc_damping,
             ),
             name=method,
             mem_gb=1.0,
@@ -204,6 +208,7 @@ def init_single_run_wf(
             thickness_mm=run["thickness_mm"],
             slice_profile=slice_profile,
             project=method in DATA_CONSISTENT_METHODS,
+            damped=method == "dccubic" and dc_damping > 0,
         ),
         name="restore_acquired",
         mem_gb=1.0,
