@@ -45,6 +45,13 @@ def test_unset_options_take_the_dataclass_defaults():
     assert cfg == expected
 
 
+def test_auto_damping_round_trips(tmp_path: Path):
+    cfg = config_from_argv([*POSITIONALS, "--dc_damping", "auto"])
+    assert cfg.dc_damping == "auto"
+    path = cfg.to_toml(tmp_path / "config.toml")
+    assert RunConfig.from_toml(path).dc_damping == "auto"
+
+
 @pytest.mark.parametrize("options", [[], EVERY_OPTION], ids=["defaults", "every-option"])
 def test_config_file_round_trip(tmp_path: Path, options: list[str]):
     cfg = config_from_argv(POSITIONALS + options)
@@ -83,9 +90,13 @@ def test_unknown_keys_are_ignored_and_version_is_this_one(tmp_path: Path, caplog
         ('[bida]\nmethod = "magic"\n', "method = 'magic' is not one of"),
         ("[bida]\nsteps = -2\n", "must be >= 1"),
         ('[bida]\ndevice = "gpu"\n', "expected auto, cpu, cuda or cuda:N"),
+        ("[bida]\ndc_damping = -1\n", "must be >= 0"),
+        ('[bida]\ndc_damping = "often"\n', "dc_damping"),
+        ("[bida]\ndc_damping = true\n", 'is not a number or "auto"'),
     ],
     ids=["missing", "not-toml", "no-table", "str-for-int", "int-for-bool", "list-type",
-         "bad-choice", "bad-value", "bad-device"],
+         "bad-choice", "bad-value", "bad-device", "negative-damping", "bad-damping",
+         "bool-damping"],
 )  # fmt: skip
 def test_bad_config_file_is_one_usage_line(tmp_path, capsys, text, needle):
     path = tmp_path / "config.toml"

@@ -13,6 +13,7 @@ from .options import (
     add_axis_option,
     add_device_option,
     command_parser,
+    damping_spec,
     non_negative_float,
     positive_int,
     start_time,
@@ -154,11 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--dc-damping",
-        type=non_negative_float,
+        type=damping_spec,
         default=DEFAULT_DC_DAMPING,
         metavar="LAMBDA",
-        help="damping of dccubic's projection (0: exact; default: %(default)g, as bida "
-        "participant)",
+        help="damping of dccubic's projection (0: exact; auto: from each simulated scan's "
+        "noise level; default: %(default)s, as bida participant)",
     )
     p.add_argument(
         "--no-n4",

@@ -90,6 +90,11 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def damping_spec(text: str) -> float | str:
+    """``auto``, or a finite number >= 0 (``--dc_damping``)."""
+    return "auto" if text.strip().lower() == "auto" else non_negative_float(text)
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (a count of steps, samples, processes)."""
     value = int(text)

@@ -11,8 +11,8 @@ from .options import (
     BidaArgumentParser,
     HelpFormatter,
     add_device_option,
+    damping_spec,
     finite_float,
-    non_negative_float,
     positive_float,
     positive_int,
 )
@@ -107,12 +107,13 @@ def build_parser() -> BidaArgumentParser:
     g.add_argument(
         "--dc_damping",
         "--dc-damping",
-        type=non_negative_float,
+        type=damping_spec,
         default=RunConfig.default("dc_damping"),
         metavar="LAMBDA",
         help="damping of dccubic's projection onto the slices, relative to the mean of "
         "diag(AA^T): 0 is the exact projection; the default shrinks the correction where the "
-        "data determine the image only weakly (robust to noise and to a wrong profile)",
+        "data determine the image only weakly (robust to noise and to a wrong profile); auto "
+        "makes it grow with the scan's estimated noise level (for noisy scans)",
     )
     g.add_argument(
         "--null_shrinkage",

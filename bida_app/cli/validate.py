@@ -99,7 +99,8 @@ def nipype_plugins() -> list[str]:
 
 
 def check_options(cfg: RunConfig) -> None:
-    """Check ``--plugin``, ``--plugin_args`` and ``--device``; warn on unused options.
+    """Check ``--dc_damping``, ``--plugin``, ``--plugin_args`` and ``--device``; warn on unused
+    options.
 
     ``cfg.plugin`` is normalised to Nipype's spelling (``multiproc`` -> ``MultiProc``).
 
@@ -109,6 +110,9 @@ def check_options(cfg: RunConfig) -> None:
         Exit 64 for an unknown plugin, plugin arguments that are not a JSON object, or
         ``--device cuda`` without a visible CUDA device for a method that uses it.
     """
+    damping = cfg.dc_damping
+    if damping != "auto" and (isinstance(damping, str) or not damping >= 0):
+        raise BidaError(f'--dc_damping {damping}: must be a number >= 0 or "auto"', ExitCode.USAGE)
     if cfg.plugin:
         valid = nipype_plugins()
         match = {name.lower(): name for name in valid}.get(cfg.plugin.lower())

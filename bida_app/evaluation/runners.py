@@ -175,7 +175,7 @@ def run_pipeline(
         bias=bias,
         profile=settings.recon_profile,
         project=method in DATA_CONSISTENT,
-        damped=method == "dccubic" and settings.dc_damping > 0,
+        damped=method == "dccubic" and settings.dc_damping != 0,
     ).image
 
 

@@ -117,8 +117,8 @@ class EvalSettings:
         Slice profile of the forward model ``A`` that the data-consistent methods assume
         (dccubic, BiDA, the final projection); the simulation's is ``profile``, so the two
         can differ on purpose (profile mismatch).
-    dc_damping : float
-        Damping of dccubic's projection (0: exact).
+    dc_damping : float or "auto"
+        Damping of dccubic's projection (0: exact; "auto": from the noise level).
     self_prior_steps : int or None
         Training steps per plane of ``bida-self`` (default: the CPU/GPU budget).
     n4 : bool
@@ -160,7 +160,7 @@ class EvalSettings:
     null_shrinkage: bool = False
     t_start: float = DEFAULT_T_START
     recon_profile: str = DEFAULT_SLICE_PROFILE
-    dc_damping: float = DEFAULT_DC_DAMPING
+    dc_damping: float | str = DEFAULT_DC_DAMPING
     self_prior_steps: int | None = None
     n4: bool = True
     interior_mm: float = 1.0
@@ -185,7 +185,9 @@ class EvalSettings:
             raise BidaError(f"axis must be one of {list(WORLD_AXIS_INDEX)}", ExitCode.USAGE)
         for name in ("noise", "dc_damping"):
             value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
+            if name == "dc_damping" and value == "auto":
+                continue
+            if isinstance(value, str) or not (value >= 0 and math.isfinite(value)):
                 raise BidaError(f"{name} must be >= 0, got {value}", ExitCode.USAGE)
         if not (self.interior_mm >= 0 and math.isfinite(self.interior_mm)):
             raise BidaError(f"interior erosion must be >= 0 mm, got {self.interior_mm}")

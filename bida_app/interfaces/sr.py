@@ -23,8 +23,12 @@ class _CubicInputSpec(BaseInterfaceInputSpec):
         False, usedefault=True, desc="project onto the slices after interpolation (dccubic)"
     )
     slice_profile = traits.Enum(*PROFILES, usedefault=True, desc="slice profile of A")
-    dc_damping = traits.Range(
-        low=0.0, value=DEFAULT_DC_DAMPING, usedefault=True, desc="damping of the projection"
+    dc_damping = traits.Either(
+        traits.Range(low=0.0),
+        traits.Enum("auto"),
+        default=DEFAULT_DC_DAMPING,
+        usedefault=True,
+        desc='damping of the projection (a number >= 0, or "auto": from the noise level)',
     )
 
 
@@ -46,16 +50,20 @@ class CubicSR(SimpleInterface):
 
     def _run_interface(self, runtime):
         from ..methods.cubic import cubic_super_resolve
-        from ..methods.dccubic import dc_cubic_super_resolve
+        from ..methods.dccubic import dc_cubic_super_resolve, resolve_damping
         from ..physics import SliceOperator
 
         img = nib.load(self.inputs.in_file)
         args = (img, self.inputs.through_axis, self.inputs.thickness_mm, self.inputs.target_mm)
         profile = self.inputs.slice_profile
         params = {"Interpolation": "cubic B-spline (order 3)", "Boundary": "nearest"}
+        level = None  # noise level behind an "auto" damping
         with _base.Timer() as t:
             if self.inputs.data_consistent:
-                damping = self.inputs.dc_damping
+                spec = self.inputs.dc_damping
+                damping, level = resolve_damping(
+                    spec, np.asarray(img.dataobj, np.float64), self.inputs.through_axis
+                )
                 sr, geom, resid = dc_cubic_super_resolve(*args, profile=profile, damping=damping)
                 method = "dccubic"
                 params |= {
@@ -66,6 +74,9 @@ class CubicSR(SimpleInterface):
                         "onto the slices (damped)"
                     ),
                     "Damping": damping,
+                    "DampingMode": (
+                        f"auto (estimated noise level {level:.4f})" if spec == "auto" else "given"
+                    ),
                     "SliceProfile": profile,
                     **slr_tbw(profile),
                     "ProfileFWHM": self.inputs.thickness_mm,
@@ -87,6 +98,7 @@ class CubicSR(SimpleInterface):
                 "DataConsistencyResidual": resid,
                 "DataConsistencyModel": forward_model_label(profile),
                 **({"DataConsistencyDamping": params["Damping"]} if method == "dccubic" else {}),
+                **({"NoiseLevelEstimate": level} if level is not None else {}),
             },
         )
         return runtime

@@ -20,9 +20,50 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from ..config import DEFAULT_DC_DAMPING, DEFAULT_SLICE_PROFILE
+from ..config import AUTO_DAMPING_NOISE, DEFAULT_DC_DAMPING, DEFAULT_SLICE_PROFILE
 from ..physics import SliceGeometry, SliceOperator
+from ..preprocess.noise import noise_level
 from .cubic import cubic_super_resolve
+
+
+def resolve_damping(
+    spec: float | str, y: np.ndarray, through_axis: int
+) -> tuple[float, float | None]:
+    """The damping λ that ``spec`` asks for, and the noise level it was read from.
+
+    Parameters
+    ----------
+    spec : float or "auto"
+        A damping (>= 0), or ``"auto"``: ``DEFAULT_DC_DAMPING · max(1, (σ̂ / AUTO_DAMPING_NOISE)²)``
+        with σ̂ the noise level of ``y`` (:func:`~bida_app.preprocess.noise.noise_level`).
+    y : ndarray
+        The thick slices.
+    through_axis : int
+        Their through-plane voxel axis.
+
+    Returns
+    -------
+    float
+        λ.
+    float or None
+        σ̂ (None for a given number).
+
+    Examples
+    --------
+    >>> flat = np.full((32, 4, 32), 100.0)
+    >>> resolve_damping(0.3, flat, 1)
+    (0.3, None)
+    >>> noisy = flat + np.random.default_rng(0).normal(0, 4.0, flat.shape)  # 4 % noise
+    >>> lam, level = resolve_damping("auto", noisy, 1)
+    >>> round(level, 2), 0.5 < lam < 0.8
+    (0.04, True)
+    """
+    if spec == "auto":
+        level = noise_level(y, through_axis)
+        return DEFAULT_DC_DAMPING * max(1.0, (level / AUTO_DAMPING_NOISE) ** 2), level
+    if isinstance(spec, str) or not float(spec) >= 0:
+        raise ValueError(f'damping must be a number >= 0 or "auto", got {spec!r}')
+    return float(spec), None
 
 
 def project_onto_slices(
@@ -76,7 +117,7 @@ def dc_cubic_super_resolve(
     thickness_mm: float,
     target_mm: float,
     profile: str = DEFAULT_SLICE_PROFILE,
-    damping: float = DEFAULT_DC_DAMPING,
+    damping: float | str = DEFAULT_DC_DAMPING,
 ) -> tuple[nib.Nifti1Image, SliceGeometry, float]:
     """Cubic interpolation of ``img`` along ``through_axis``, projected onto its slices.
 
@@ -90,8 +131,8 @@ def dc_cubic_super_resolve(
         Slice thickness (FWHM of the profile) and output through-plane voxel size.
     profile : str
         Slice-profile kind assumed for ``A``.
-    damping : float
-        Tikhonov damping of the projection (0: exact).
+    damping : float or "auto"
+        Tikhonov damping of the projection (0: exact; "auto": :func:`resolve_damping`).
 
     Returns
     -------
@@ -104,6 +145,7 @@ def dc_cubic_super_resolve(
     """
     cubic, geom = cubic_super_resolve(img, through_axis, thickness_mm, target_mm)
     y = np.asarray(img.dataobj, dtype=np.float64)
+    damping = resolve_damping(damping, y, through_axis)[0]
     x, resid = project_onto_slices(
         np.asarray(cubic.dataobj, np.float64), y, geom, profile, damping
     )

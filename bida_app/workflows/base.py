@@ -62,7 +62,7 @@ def init_single_run_wf(
     *,
     method: str = DEFAULT_METHOD,
     slice_profile: str = DEFAULT_SLICE_PROFILE,
-    dc_damping: float = DEFAULT_DC_DAMPING,
+    dc_damping: float | str = DEFAULT_DC_DAMPING,
     header_scale: float = 1.0,
     target_resolution: float = 0.0,
     n4: bool = True,
@@ -102,8 +102,9 @@ def init_single_run_wf(
         Super-resolution method; also the ``desc-`` label of the derivative.
     slice_profile : {"gaussian", "slr", "boxcar"}
         Slice profile of the forward model A (dccubic, BiDA and the final projection).
-    dc_damping : float
-        Damping of dccubic's projection (0: exact; :mod:`bida_app.methods.dccubic`).
+    dc_damping : float or "auto"
+        Damping of dccubic's projection (0: exact; "auto": from the scan's noise level;
+        :mod:`bida_app.methods.dccubic`).
     header_scale : float
         Factor applied to the voxel sizes of the input header.
     target_resolution : float
@@ -208,7 +209,7 @@ def init_single_run_wf(
             thickness_mm=run["thickness_mm"],
             slice_profile=slice_profile,
             project=method in DATA_CONSISTENT_METHODS,
-            damped=method == "dccubic" and dc_damping > 0,
+            damped=method == "dccubic" and dc_damping != 0,
         ),
         name="restore_acquired",
         mem_gb=1.0,
