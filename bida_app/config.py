@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import tomllib
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
@@ -42,6 +43,28 @@ DEFAULT_DC_DAMPING = 0.1
 #: reads on noise-free real mice (fine anatomy leaks into it), so noise-free scans keep the
 #: default; at 2 % and 4 % Rician noise λ ends near 0.3 and 1, the best of the values measured.
 AUTO_DAMPING_NOISE = 0.016
+
+
+def check_dc_damping(value: float | str) -> float | str:
+    """``value`` if it is a valid ``--dc_damping`` (a finite number >= 0, or ``"auto"``).
+
+    Raises
+    ------
+    ValueError
+        Anything else (the callers turn it into their own usage error).
+
+    Examples
+    --------
+    >>> check_dc_damping("auto"), check_dc_damping(0)
+    ('auto', 0.0)
+    """
+    if value == "auto":
+        return value
+    if isinstance(value, (str, bool)) or not (0 <= float(value) < math.inf):
+        raise ValueError(f'must be a number >= 0 or "auto", got {value!r}')
+    return float(value)
+
+
 #: Time-bandwidth product of the sharp SLR slices that ``bida simulate`` and ``bida evaluate``
 #: simulate by default (the paper's SigPy simulation).
 SIMULATION_TBW = 16.0

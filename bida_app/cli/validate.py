@@ -13,7 +13,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..bids.discovery import check_bids_root
-from ..config import RunConfig
+from ..config import RunConfig, check_dc_damping
 from ..errors import BidaError, ExitCode
 
 LOGGER = logging.getLogger("bida")
@@ -110,9 +110,10 @@ def check_options(cfg: RunConfig) -> None:
         Exit 64 for an unknown plugin, plugin arguments that are not a JSON object, or
         ``--device cuda`` without a visible CUDA device for a method that uses it.
     """
-    damping = cfg.dc_damping
-    if damping != "auto" and (isinstance(damping, str) or not damping >= 0):
-        raise BidaError(f'--dc_damping {damping}: must be a number >= 0 or "auto"', ExitCode.USAGE)
+    try:
+        check_dc_damping(cfg.dc_damping)
+    except ValueError as exc:
+        raise BidaError(f"--dc_damping {exc}", ExitCode.USAGE) from None
     if cfg.plugin:
         valid = nipype_plugins()
         match = {name.lower(): name for name in valid}.get(cfg.plugin.lower())

@@ -158,6 +158,7 @@ def run_pipeline(
         return run_eclare(lr_path, work_dir / "eclare", settings)
     if method not in RUNNERS:
         raise BidaError(f"unknown method {method!r}", ExitCode.USAGE)
+    from ..methods.dccubic import projection_is_damped
     from ..preprocess.restore import restore_acquired
 
     src, bias = lr_img, None
@@ -175,7 +176,7 @@ def run_pipeline(
         bias=bias,
         profile=settings.recon_profile,
         project=method in DATA_CONSISTENT,
-        damped=method == "dccubic" and settings.dc_damping != 0,
+        damped=projection_is_damped(method, settings.dc_damping),
     ).image
 
 

@@ -13,6 +13,7 @@ from ..config import (
     DEFAULT_STEPS,
     DEFAULT_T_START,
     SIMULATION_TBW,
+    check_dc_damping,
 )
 from ..errors import BidaError, ExitCode
 
@@ -183,12 +184,12 @@ class EvalSettings:
             raise BidaError(f"scales must be >= 1, got {list(self.scales)}", ExitCode.USAGE)
         if self.axis not in WORLD_AXIS_INDEX:
             raise BidaError(f"axis must be one of {list(WORLD_AXIS_INDEX)}", ExitCode.USAGE)
-        for name in ("noise", "dc_damping"):
-            value = getattr(self, name)
-            if name == "dc_damping" and value == "auto":
-                continue
-            if isinstance(value, str) or not (value >= 0 and math.isfinite(value)):
-                raise BidaError(f"{name} must be >= 0, got {value}", ExitCode.USAGE)
+        if not (self.noise >= 0 and math.isfinite(self.noise)):
+            raise BidaError(f"noise must be >= 0, got {self.noise}", ExitCode.USAGE)
+        try:
+            check_dc_damping(self.dc_damping)
+        except ValueError as exc:
+            raise BidaError(f"dc_damping {exc}", ExitCode.USAGE) from None
         if not (self.interior_mm >= 0 and math.isfinite(self.interior_mm)):
             raise BidaError(f"interior erosion must be >= 0 mm, got {self.interior_mm}")
 

@@ -219,10 +219,9 @@ class RestoreAcquired(SimpleInterface):
                 "IntensitySpace": "acquired" if bias is not None else "acquired (no N4)",
                 "BiasFieldReapplied": bias is not None,
                 "FinalProjection": (
-                    "x <- x + pinv(A) (t - A x), t = y - b (y / b - A x_method): the damped "
-                    "projection's residual against the slices it was given carried over to "
-                    f"the acquired slices y (b: bias field; {profile} profile, FWHM = slice "
-                    "thickness)"
+                    "x <- x + pinv(A) (b A x_method - A x): the damped projection's residual "
+                    "against the slices it was given carried over to the acquired slices "
+                    f"(b: bias field; {profile} profile, FWHM = slice thickness)"
                     if res.projected and self.inputs.damped
                     else f"x <- x + pinv(A) (y - A x) onto the acquired slices ({profile} "
                     "profile, FWHM = slice thickness)"

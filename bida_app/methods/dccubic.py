@@ -20,7 +20,12 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 
-from ..config import AUTO_DAMPING_NOISE, DEFAULT_DC_DAMPING, DEFAULT_SLICE_PROFILE
+from ..config import (
+    AUTO_DAMPING_NOISE,
+    DEFAULT_DC_DAMPING,
+    DEFAULT_SLICE_PROFILE,
+    check_dc_damping,
+)
 from ..physics import SliceGeometry, SliceOperator
 from ..preprocess.noise import noise_level
 from .cubic import cubic_super_resolve
@@ -58,12 +63,20 @@ def resolve_damping(
     >>> round(level, 2), 0.5 < lam < 0.8
     (0.04, True)
     """
+    try:
+        spec = check_dc_damping(spec)
+    except ValueError as exc:
+        raise ValueError(f"damping {exc}") from None
     if spec == "auto":
         level = noise_level(y, through_axis)
         return DEFAULT_DC_DAMPING * max(1.0, (level / AUTO_DAMPING_NOISE) ** 2), level
-    if isinstance(spec, str) or not float(spec) >= 0:
-        raise ValueError(f'damping must be a number >= 0 or "auto", got {spec!r}')
     return float(spec), None
+
+
+def projection_is_damped(method: str, damping: float | str) -> bool:
+    """Whether ``method`` run with ``damping`` leaves a damped residual for the final projection
+    to keep (:func:`bida_app.preprocess.restore.restore_acquired`'s ``damped``)."""
+    return method == "dccubic" and damping != 0
 
 
 def project_onto_slices(

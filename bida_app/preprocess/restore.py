@@ -79,10 +79,10 @@ def restore_acquired(
     For an exact method the projection is onto ``y`` itself, so the result re-degrades
     exactly to the acquired slices. A ``damped`` method (dccubic with damping,
     :mod:`bida_app.methods.dccubic`) keeps its residual instead, carried over from the slices
-    it was given to the acquired ones: the result re-degrades exactly to ``y − b ⊙ r``, where
-    ``b`` is the field on the slices and ``r = y / b − A x`` the method's residual against
-    the corrected slices (an exact projection would undo the damping). Without a field
-    (``b = 1``) a damped result is left as it is.
+    it was given to the acquired ones: the result re-degrades exactly to ``y − b ⊙ r = b ⊙ A x``,
+    where ``b`` is the field on the slices and ``r = y / b − A x`` the method's residual
+    against the corrected slices (an exact projection would undo the damping). Without a
+    field (``b = 1``) a damped result is left as it is.
 
     Parameters
     ----------
@@ -137,8 +137,8 @@ def restore_acquired(
         lr_field = np.maximum(np.asarray(bias.dataobj, np.float64), MIN_BIAS)
     target = y
     if project and damped:
-        # the method's own residual against the slices it was given, in acquired intensity
-        target = y - lr_field * (y / lr_field - op(x))
+        # the method's own re-degradation with the field put back: y − b ⊙ (y / b − A x)
+        target = lr_field * op(x)
     if field is not None:
         x = x * field
     if project:

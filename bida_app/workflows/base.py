@@ -150,6 +150,7 @@ def init_single_run_wf(
     from ..interfaces.preprocess import N4Correct
     from ..interfaces.reports import RunReportFigures
     from ..interfaces.sr import BidaSR, CubicSR, RestoreAcquired
+    from ..methods.dccubic import projection_is_damped
 
     wf = pe.Workflow(name=name)
     inputnode = pe.Node(niu.IdentityInterface(fields=["in_file"]), name="inputnode")
@@ -209,7 +210,7 @@ def init_single_run_wf(
             thickness_mm=run["thickness_mm"],
             slice_profile=slice_profile,
             project=method in DATA_CONSISTENT_METHODS,
-            damped=method == "dccubic" and dc_damping != 0,
+            damped=projection_is_damped(method, dc_damping),
         ),
         name="restore_acquired",
         mem_gb=1.0,
