@@ -31,18 +31,14 @@ DEFAULT_METHOD = "dccubic"
 #: from one scan (docs/evaluation.md, "Slice profile").
 DEFAULT_SLICE_PROFILE = "gaussian"
 DEFAULT_SLR_TBW = 4.0
-#: Damping of dccubic's projection, ``x <- x + Aᵀ(AAᵀ + λ d I)⁻¹ (y − A x)`` with λ relative to
-#: d = mean diag(AAᵀ) (0: the exact projection). Measured on both real mice: 0.1 costs at most
-#: 0.03 dB when the profile is exactly Gaussian and the slices noise-free, gains when they
-#: are noisy, and cuts the loss on sharp (SLR) slices from 0.2-0.27 dB below plain cubic to
-#: within 0.07 dB of it.
-DEFAULT_DC_DAMPING = 0.1
-#: ``--dc_damping auto``: λ = DEFAULT_DC_DAMPING · max(1, (σ̂ / AUTO_DAMPING_NOISE)²), growing with
-#: the scan's estimated noise level σ̂ (:func:`bida_app.preprocess.noise.noise_level`, relative
-#: to the 99th percentile) as Tikhonov's λ ∝ σ² does. AUTO_DAMPING_NOISE is what the estimator
-#: reads on noise-free real mice (fine anatomy leaks into it), so noise-free scans keep the
-#: default; at 2 % and 4 % Rician noise λ ends near 0.3 and 1, the best of the values measured.
-AUTO_DAMPING_NOISE = 0.016
+#: Regularisation of dccubic's projection onto the slices (``--dc_damping``):
+#: ``"auto"`` shrinks the residual by a Wiener gain for the scan's own noise level
+#: (:mod:`bida_app.methods.shrinkage`): exact on noise-free slices, so never below the exact
+#: projection there by more than the noise estimate's error (at most 0.01 dB on the real mice),
+#: and 0.1-1.7 dB above it at 2-4 % Rician noise. A number λ is the Tikhonov damping
+#: ``Aᵀ(AAᵀ + λ d I)⁻¹`` (d = mean diag(AAᵀ); 0.1 was the 0.5.0 default, 0 is exact), which also
+#: holds back a correction that a sharper true slice profile would make wrong.
+DEFAULT_DC_DAMPING: float | str = "auto"
 
 
 def check_dc_damping(value: float | str) -> float | str:

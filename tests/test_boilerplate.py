@@ -90,6 +90,9 @@ def test_dccubic_describes_the_projection_onto_the_acquired_slices():
     damped, _ = methods_text([_meta("dccubic", MethodParameters={"Damping": 0.1})])
     assert "Tikhonov-damped" in damped and "λ = 0.1" in damped
     assert "re-degrades exactly" not in damped
+    auto, _ = methods_text([_meta("dccubic", MethodParameters={"Damping": "auto"})])
+    assert "Wiener gain" in auto and "noise-free slices are matched exactly" in auto
+    assert "Tikhonov" not in auto and "re-degrades exactly" not in auto
 
 
 def test_a_new_method_is_described_from_its_sidecar():

@@ -170,8 +170,10 @@ def test_default_output_is_faithful_to_the_acquired_slices(demo_run):
         )
         profile = meta["MethodParameters"]["SliceProfile"]
         assert profile == "gaussian"  # the default forward model (README: slice profile)
-        # the damped projection: a small residual, measured against the raw slices
-        assert meta["DataConsistencyDamping"] == 0.1
+        # the Wiener-shrunk projection: a small residual (the noise held back), measured
+        # against the raw slices
+        assert meta["DataConsistencyDamping"] == "auto"
+        assert 0 < meta["NoiseLevelEstimate"] < 0.2 and 0 < meta["CorrectionKept"] <= 1
         resid = _acquired_residual(lr_path, main_img, profile)
         assert resid == pytest.approx(meta["DataConsistencyResidual"], rel=1e-3, abs=1e-6)
         assert 1e-5 < resid < 0.02

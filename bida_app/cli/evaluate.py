@@ -157,9 +157,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--dc-damping",
         type=damping_spec,
         default=DEFAULT_DC_DAMPING,
-        metavar="LAMBDA",
-        help="damping of dccubic's projection (0: exact; auto: from each simulated scan's "
-        "noise level; default: %(default)s, as bida participant)",
+        metavar="auto|LAMBDA",
+        help="regularisation of dccubic's projection (auto: Wiener gain for each simulated "
+        "scan's noise level; a number: Tikhonov damping, 0 exact; default: %(default)s, as "
+        "bida participant)",
     )
     p.add_argument(
         "--no-n4",

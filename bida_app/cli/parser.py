@@ -109,11 +109,12 @@ def build_parser() -> BidaArgumentParser:
         "--dc-damping",
         type=damping_spec,
         default=RunConfig.default("dc_damping"),
-        metavar="LAMBDA",
-        help="damping of dccubic's projection onto the slices, relative to the mean of "
-        "diag(AA^T): 0 is the exact projection; the default shrinks the correction where the "
-        "data determine the image only weakly (robust to noise and to a wrong profile); auto "
-        "makes it grow with the scan's estimated noise level (for noisy scans)",
+        metavar="auto|LAMBDA",
+        help="regularisation of dccubic's projection onto the slices: auto (default) holds "
+        "back the part of the correction that is the scan's own noise (a Wiener gain for the "
+        "noise level estimated from the scan; exact on noise-free slices); a number LAMBDA is "
+        "a Tikhonov damping relative to the mean of diag(AA^T) (0: the exact projection; 0.1 "
+        "also tolerates sharper slices than the Gaussian profile assumes)",
     )
     g.add_argument(
         "--null_shrinkage",

@@ -119,7 +119,8 @@ class EvalSettings:
         (dccubic, BiDA, the final projection); the simulation's is ``profile``, so the two
         can differ on purpose (profile mismatch).
     dc_damping : float or "auto"
-        Damping of dccubic's projection (0: exact; "auto": from the noise level).
+        Regularisation of dccubic's projection ("auto": Wiener gain for the noise level;
+        a number: Tikhonov damping, 0 exact).
     self_prior_steps : int or None
         Training steps per plane of ``bida-self`` (default: the CPU/GPU budget).
     n4 : bool

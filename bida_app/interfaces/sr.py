@@ -28,7 +28,8 @@ class _CubicInputSpec(BaseInterfaceInputSpec):
         traits.Enum("auto"),
         default=DEFAULT_DC_DAMPING,
         usedefault=True,
-        desc='damping of the projection (a number >= 0, or "auto": from the noise level)',
+        desc='regularisation of the projection ("auto": Wiener gain for the scan\'s noise; '
+        "a number >= 0: Tikhonov damping, 0 exact)",
     )
 
 
@@ -50,33 +51,36 @@ class CubicSR(SimpleInterface):
 
     def _run_interface(self, runtime):
         from ..methods.cubic import cubic_super_resolve
-        from ..methods.dccubic import dc_cubic_super_resolve, resolve_damping
+        from ..methods.dccubic import dc_cubic_super_resolve
         from ..physics import SliceOperator
+        from ..preprocess.noise import reference_peak
 
         img = nib.load(self.inputs.in_file)
         args = (img, self.inputs.through_axis, self.inputs.thickness_mm, self.inputs.target_mm)
         profile = self.inputs.slice_profile
         params = {"Interpolation": "cubic B-spline (order 3)", "Boundary": "nearest"}
-        level = None  # noise level behind an "auto" damping
+        noise = {}  # what an "auto" projection read and kept
         with _base.Timer() as t:
             if self.inputs.data_consistent:
-                spec = self.inputs.dc_damping
-                damping, level = resolve_damping(
-                    spec, np.asarray(img.dataobj, np.float64), self.inputs.through_axis
+                damping = self.inputs.dc_damping
+                sr, geom, resid, gain = dc_cubic_super_resolve(
+                    *args, profile=profile, damping=damping
                 )
-                sr, geom, resid = dc_cubic_super_resolve(*args, profile=profile, damping=damping)
                 method = "dccubic"
+                params |= {"Projection": _projection_text(damping), "Damping": damping}
+                if gain is not None:
+                    peak = reference_peak(np.asarray(img.dataobj))
+                    noise = {
+                        "NoiseLevelEstimate": gain.sigma / peak if peak > 0 else 0.0,
+                        "CorrectionKept": gain.kept,
+                    }
+                    params["DampingMode"] = (
+                        f"auto (Wiener gain for noise level {noise['NoiseLevelEstimate']:.4f} "
+                        f"of the 99th percentile; keeps {gain.kept:.0%} of the correction)"
+                    )
+                else:
+                    params["DampingMode"] = "given"
                 params |= {
-                    "Projection": (
-                        "x <- x + pinv(A) (y - A x) onto the slices"
-                        if damping == 0
-                        else "x <- x + A^T (A A^T + damping mean(diag(A A^T)) I)^-1 (y - A x) "
-                        "onto the slices (damped)"
-                    ),
-                    "Damping": damping,
-                    "DampingMode": (
-                        f"auto (estimated noise level {level:.4f})" if spec == "auto" else "given"
-                    ),
                     "SliceProfile": profile,
                     **slr_tbw(profile),
                     "ProfileFWHM": self.inputs.thickness_mm,
@@ -98,10 +102,23 @@ class CubicSR(SimpleInterface):
                 "DataConsistencyResidual": resid,
                 "DataConsistencyModel": forward_model_label(profile),
                 **({"DataConsistencyDamping": params["Damping"]} if method == "dccubic" else {}),
-                **({"NoiseLevelEstimate": level} if level is not None else {}),
+                **noise,
             },
         )
         return runtime
+
+
+def _projection_text(damping: float | str) -> str:
+    """dccubic's projection, in words, for ``MethodParameters.Projection``."""
+    if damping == "auto":
+        return (
+            "x <- x + pinv(A) W (y - A x) onto the slices, W the Wiener gain for the noise "
+            "level estimated from the scan"
+        )
+    if damping == 0:
+        return "x <- x + pinv(A) (y - A x) onto the slices"
+    damped = "x <- x + A^T (A A^T + damping mean(diag(A A^T)) I)^-1 (y - A x)"
+    return f"{damped} onto the slices (damped)"
 
 
 class _BidaInputSpec(BaseInterfaceInputSpec):

@@ -9,68 +9,42 @@ convolution then slice sampling along the through-plane axis, FWHM = slice thick
 the orthogonal projection of the cubic estimate onto ``{x : A x = y}``. It keeps what the
 cubic estimate has in the null space of ``A`` and replaces its range-space part by the data.
 
-With ``damping`` λ > 0, ``A⁺`` becomes ``Aᵀ(AAᵀ + λ d I)⁻¹`` (d: mean of ``diag(AAᵀ)``): the
-correction is shrunk where the data determine the image only weakly, which is where a wrong
-slice profile or noise does the most harm, and the result re-degrades to ``y`` up to a small
-residual (:data:`bida_app.config.DEFAULT_DC_DAMPING`; recorded in the sidecar).
+``damping`` chooses ``A⁺`` (:data:`bida_app.config.DEFAULT_DC_DAMPING`; recorded in the sidecar):
+
+- ``"auto"`` (the default): the exact ``A⁺`` after a noise-adaptive Wiener gain on the residual
+  (:mod:`bida_app.methods.shrinkage`). Noise-free slices are matched exactly; on noisy ones the
+  part of the residual that is noise is held back, and the result re-degrades to ``y`` up to
+  that part.
+- a number λ > 0: the Tikhonov-damped ``Aᵀ(AAᵀ + λ d I)⁻¹`` (d: mean of ``diag(AAᵀ)``), which
+  shrinks the correction where the data determine the image only weakly, whatever the noise.
+- 0: the exact projection.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import nibabel as nib
 import numpy as np
 
-from ..config import (
-    AUTO_DAMPING_NOISE,
-    DEFAULT_DC_DAMPING,
-    DEFAULT_SLICE_PROFILE,
-    check_dc_damping,
-)
-from ..physics import SliceGeometry, SliceOperator
-from ..preprocess.noise import noise_level
-from .cubic import cubic_super_resolve
+from ..config import DEFAULT_DC_DAMPING, DEFAULT_SLICE_PROFILE, check_dc_damping
+from ..physics import AxisOperator, SliceGeometry, SliceOperator
+from ..preprocess.noise import noise_sigma
+from .cubic import cubic_matrix, cubic_super_resolve
+from .shrinkage import Shrinkage, shrink
 
 
-def resolve_damping(
-    spec: float | str, y: np.ndarray, through_axis: int
-) -> tuple[float, float | None]:
-    """The damping λ that ``spec`` asks for, and the noise level it was read from.
+class DCCubicResult(NamedTuple):
+    """What :func:`dc_cubic_super_resolve` returns."""
 
-    Parameters
-    ----------
-    spec : float or "auto"
-        A damping (>= 0), or ``"auto"``: ``DEFAULT_DC_DAMPING · max(1, (σ̂ / AUTO_DAMPING_NOISE)²)``
-        with σ̂ the noise level of ``y`` (:func:`~bida_app.preprocess.noise.noise_level`).
-    y : ndarray
-        The thick slices.
-    through_axis : int
-        Their through-plane voxel axis.
-
-    Returns
-    -------
-    float
-        λ.
-    float or None
-        σ̂ (None for a given number).
-
-    Examples
-    --------
-    >>> flat = np.full((32, 4, 32), 100.0)
-    >>> resolve_damping(0.3, flat, 1)
-    (0.3, None)
-    >>> noisy = flat + np.random.default_rng(0).normal(0, 4.0, flat.shape)  # 4 % noise
-    >>> lam, level = resolve_damping("auto", noisy, 1)
-    >>> round(level, 2), 0.5 < lam < 0.8
-    (0.04, True)
-    """
-    try:
-        spec = check_dc_damping(spec)
-    except ValueError as exc:
-        raise ValueError(f"damping {exc}") from None
-    if spec == "auto":
-        level = noise_level(y, through_axis)
-        return DEFAULT_DC_DAMPING * max(1.0, (level / AUTO_DAMPING_NOISE) ** 2), level
-    return float(spec), None
+    image: nib.Nifti1Image
+    """The data-consistent estimate (float32) on the cubic method's grid."""
+    geometry: SliceGeometry
+    """Its through-plane geometry."""
+    residual: float
+    """``‖A x − y‖ / ‖y‖`` of the float64 result."""
+    shrinkage: Shrinkage | None
+    """The Wiener gain and noise level of ``damping="auto"`` (None otherwise)."""
 
 
 def projection_is_damped(method: str, damping: float | str) -> bool:
@@ -84,7 +58,7 @@ def project_onto_slices(
     y: np.ndarray,
     geom: SliceGeometry,
     profile: str = DEFAULT_SLICE_PROFILE,
-    damping: float = DEFAULT_DC_DAMPING,
+    damping: float = 0.0,
 ) -> tuple[np.ndarray, float]:
     """``x + A⁺(y − A x)`` on the HR grid of ``geom``, and the relative residual afterwards.
 
@@ -124,6 +98,47 @@ def project_onto_slices(
     return out, op.relative_residual(out, y)
 
 
+def shrunk_projection(
+    x0: np.ndarray,
+    y: np.ndarray,
+    geom: SliceGeometry,
+    interp: np.ndarray,
+    profile: str = DEFAULT_SLICE_PROFILE,
+) -> tuple[np.ndarray, float, Shrinkage]:
+    """``x0 + A⁺ W (y − A x0)`` with the Wiener gain ``W`` of :mod:`~bida_app.methods.shrinkage`.
+
+    Parameters
+    ----------
+    x0 : ndarray
+        First estimate on the HR grid, ``interp @ y`` along ``geom.axis``.
+    y : ndarray
+        Acquired slices.
+    geom : SliceGeometry
+        Where the slices sit on the HR grid.
+    interp : ndarray, shape (n_hr, n_lr)
+        The linear map that made ``x0`` from ``y`` (how the slices' noise reached it).
+    profile : str
+        Slice-profile kind of ``A``.
+
+    Returns
+    -------
+    ndarray, float64
+        The corrected estimate.
+    float
+        ``‖A x − y‖ / ‖y‖`` afterwards (0 up to rounding when no noise is found).
+    Shrinkage
+        The gain and the noise level behind it.
+    """
+    op = SliceOperator.from_geometry(geom, profile)
+    y = np.asarray(y, np.float64)
+    x0 = np.asarray(x0, np.float64)
+    residual = y - op(x0)
+    noise_map = np.eye(geom.n_lr) - op.matrix @ interp
+    gain = shrink(residual, geom.axis, noise_map, noise_sigma(y, geom.axis))
+    out = x0 + op.pinv(AxisOperator(gain.gain, geom.axis)(residual))
+    return out, op.relative_residual(out, y), gain
+
+
 def dc_cubic_super_resolve(
     img: nib.Nifti1Image,
     through_axis: int,
@@ -131,7 +146,7 @@ def dc_cubic_super_resolve(
     target_mm: float,
     profile: str = DEFAULT_SLICE_PROFILE,
     damping: float | str = DEFAULT_DC_DAMPING,
-) -> tuple[nib.Nifti1Image, SliceGeometry, float]:
+) -> DCCubicResult:
     """Cubic interpolation of ``img`` along ``through_axis``, projected onto its slices.
 
     Parameters
@@ -145,23 +160,30 @@ def dc_cubic_super_resolve(
     profile : str
         Slice-profile kind assumed for ``A``.
     damping : float or "auto"
-        Tikhonov damping of the projection (0: exact; "auto": :func:`resolve_damping`).
+        How the projection is regularised (see the module docstring).
 
     Returns
     -------
-    nibabel.Nifti1Image
-        The data-consistent estimate (float32) on the cubic method's grid.
-    SliceGeometry
-        Its through-plane geometry.
-    float
-        Relative data-consistency residual of the float64 result.
+    DCCubicResult
+        ``(image, geometry, residual, shrinkage)``.
+
+    Raises
+    ------
+    ValueError
+        An invalid ``damping``.
     """
+    try:
+        damping = check_dc_damping(damping)
+    except ValueError as exc:
+        raise ValueError(f"damping {exc}") from None
     cubic, geom = cubic_super_resolve(img, through_axis, thickness_mm, target_mm)
     y = np.asarray(img.dataobj, dtype=np.float64)
-    damping = resolve_damping(damping, y, through_axis)[0]
-    x, resid = project_onto_slices(
-        np.asarray(cubic.dataobj, np.float64), y, geom, profile, damping
-    )
+    x0 = np.asarray(cubic.dataobj, np.float64)
+    gain = None
+    if damping == "auto":
+        x, resid, gain = shrunk_projection(x0, y, geom, cubic_matrix(geom), profile)
+    else:
+        x, resid = project_onto_slices(x0, y, geom, profile, damping)
     out = nib.Nifti1Image(x.astype(np.float32), cubic.affine, header=cubic.header)
     out.set_data_dtype(np.float32)
-    return out, geom, resid
+    return DCCubicResult(out, geom, resid, gain)

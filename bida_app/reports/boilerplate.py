@@ -108,12 +108,21 @@ def _priors_text(metas: list[dict]) -> str:
 
 
 def _inverse_text(params: list[dict]) -> str:
-    """What A⁺ was in dccubic's projection: exact, or damped (``MethodParameters.Damping``)."""
+    """What A⁺ was in dccubic's projection: exact, Wiener-shrunk, or damped
+    (``MethodParameters.Damping``)."""
     damping = [p.get("Damping") for p in params if p.get("Damping")]
     if not damping:
         return (
             "A⁺ is its pseudo-inverse, so that the result re-degrades exactly to the acquired "
             "slices."
+        )
+    if all(d == "auto" for d in damping):
+        return (
+            "A⁺ is its pseudo-inverse, and the residual y − A x was first multiplied by the "
+            "Wiener gain for the scan's noise level (estimated from its flattest in-plane "
+            "detail and bounded by the residual itself), so that noise-free slices are matched "
+            "exactly and the noise in noisy ones is not put back; the result re-degrades to "
+            "the acquired slices up to that noise."
         )
     return (
         "A⁺ is its Tikhonov-damped inverse, Aᵀ(AAᵀ + λdI)⁻¹ with λ = "

@@ -103,8 +103,8 @@ def init_single_run_wf(
     slice_profile : {"gaussian", "slr", "boxcar"}
         Slice profile of the forward model A (dccubic, BiDA and the final projection).
     dc_damping : float or "auto"
-        Damping of dccubic's projection (0: exact; "auto": from the scan's noise level;
-        :mod:`bida_app.methods.dccubic`).
+        Regularisation of dccubic's projection ("auto": Wiener gain for the scan's noise
+        level; a number: Tikhonov damping, 0 exact; :mod:`bida_app.methods.dccubic`).
     header_scale : float
         Factor applied to the voxel sizes of the input header.
     target_resolution : float

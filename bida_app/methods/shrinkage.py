@@ -1,0 +1,119 @@
+"""Noise-adaptive (Wiener) shrinkage of a correction onto the slices.
+
+A first estimate ``x₀ = C y`` (C: a linear interpolation along the slice axis) is corrected
+by ``A⁺ r`` with ``r = y − A x₀``. Noise ``n`` in the slices (σ per voxel, white) reaches the
+residual as ``G n`` with ``G = I − A C``. Along the slice axis, over all in-plane columns of
+the volume, the residual's covariance ``Σ_r`` is measured and the noise's is
+``Σ_n = σ² G Gᵀ``. The linear estimate of the residual's noise-free part with the least mean
+square error is ``W r``, ``W = I − Σ_n Σ_r⁻¹``, computed in the generalised eigenbasis of
+``(Σ_n, Σ_r)`` with each gain clipped to [0, 1]. Without noise ``W = I`` (the exact projection);
+a component that holds noise only is dropped.
+
+σ is the smaller of two upper bounds: the in-plane estimate
+(:func:`bida_app.preprocess.noise.noise_sigma`) and the largest σ for which ``Σ_r − σ² G Gᵀ``
+stays positive semi-definite (noise cannot explain more than the residual holds).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+
+@dataclass(frozen=True)
+class Shrinkage:
+    """The gain applied to a residual, and the noise it was derived for.
+
+    Attributes
+    ----------
+    gain : ndarray, shape (n_lr, n_lr)
+        ``W``; the identity when ``sigma`` is 0.
+    sigma : float
+        Noise standard deviation used (the smaller of the two bounds).
+    sigma_inplane, sigma_residual : float
+        The in-plane estimate and the bound from the residual's covariance.
+    """
+
+    gain: np.ndarray
+    sigma: float
+    sigma_inplane: float
+    sigma_residual: float
+
+    @property
+    def kept(self) -> float:
+        """Mean gain, ``tr(W) / n``: 1 keeps the whole correction, 0 drops it."""
+        return float(np.trace(self.gain) / len(self.gain))
+
+
+def residual_covariance(residual: np.ndarray, axis: int) -> np.ndarray:
+    """``Σ_r``: covariance of ``residual`` along ``axis`` over all other voxels (uncentred)."""
+    r = np.moveaxis(np.asarray(residual, np.float64), axis, 0).reshape(residual.shape[axis], -1)
+    return r @ r.T / max(r.shape[1], 1)
+
+
+def residual_noise_bound(cov: np.ndarray, noise_map: np.ndarray) -> float:
+    """Largest σ with ``cov − σ² G Gᵀ`` positive semi-definite (``G = noise_map``; inf if none).
+
+    Examples
+    --------
+    >>> cov = np.diag([4.0, 1.0])
+    >>> residual_noise_bound(cov, np.eye(2))  # the weaker component caps σ at 1
+    1.0
+    """
+    noise_cov = noise_map @ noise_map.T
+    mu = _generalised_eigh(noise_cov, cov)[0]
+    top = float(mu.max()) if mu.size else 0.0
+    return float(np.sqrt(1.0 / top)) if top > 0 else float("inf")
+
+
+def wiener_gain(cov: np.ndarray, noise_cov: np.ndarray) -> np.ndarray:
+    """``W = I − Σ_n Σ_r⁻¹`` with its generalised eigenvalues clipped to [0, 1].
+
+    Examples
+    --------
+    >>> w = wiener_gain(np.diag([4.0, 1.0]), np.diag([1.0, 1.0]))
+    >>> np.round(np.diag(w), 3).tolist()  # 3/4 of the first component is signal, none of the 2nd
+    [0.75, 0.0]
+    """
+    mu, vecs = _generalised_eigh(noise_cov, cov)
+    return cov @ vecs @ np.diag(np.clip(1.0 - mu, 0.0, 1.0)) @ vecs.T
+
+
+def shrink(
+    residual: np.ndarray, axis: int, noise_map: np.ndarray, sigma_inplane: float
+) -> Shrinkage:
+    """The Wiener gain for ``residual`` (slices along ``axis``) with white noise of at most
+    ``sigma_inplane`` reaching it through ``noise_map`` (``G = I − A C``).
+
+    Parameters
+    ----------
+    residual : ndarray
+        ``y − A x₀`` on the slice grid.
+    axis : int
+        Its slice axis.
+    noise_map : ndarray, shape (n_lr, n_lr)
+        ``G``, how the slices' noise enters the residual.
+    sigma_inplane : float
+        Upper bound of the slices' noise standard deviation (same units as ``residual``).
+
+    Returns
+    -------
+    Shrinkage
+    """
+    cov = residual_covariance(residual, axis)
+    n = len(cov)
+    scale = float(np.trace(cov)) / n
+    if scale <= 0 or sigma_inplane <= 0:
+        return Shrinkage(np.eye(n), 0.0, float(sigma_inplane), float("nan"))
+    cov = cov + 1e-12 * scale * np.eye(n)  # keeps Σ_r definite for a rank-deficient residual
+    bound = residual_noise_bound(cov, noise_map)
+    sigma = min(float(sigma_inplane), bound)
+    gain = wiener_gain(cov, sigma**2 * (noise_map @ noise_map.T))
+    return Shrinkage(gain, sigma, float(sigma_inplane), bound)
+
+
+def _generalised_eigh(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a v = μ b v`` with ``vᵀ b v = I`` (b symmetric positive definite)."""
+    return scipy.linalg.eigh(a, b)
