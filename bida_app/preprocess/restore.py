@@ -77,12 +77,13 @@ def restore_acquired(
     """Put the bias field back into ``sr_img`` and re-project it onto the acquired slices.
 
     For an exact method the projection is onto ``y`` itself, so the result re-degrades
-    exactly to the acquired slices. A ``damped`` method (dccubic with its default noise-adaptive
-    gain or a Tikhonov damping, :mod:`bida_app.methods.dccubic`) keeps its residual instead, carried over from the slices
-    it was given to the acquired ones: the result re-degrades exactly to ``y − b ⊙ r = b ⊙ A x``,
-    where ``b`` is the field on the slices and ``r = y / b − A x`` the method's residual
-    against the corrected slices (an exact projection would undo the damping). Without a
-    field (``b = 1``) a damped result is left as it is.
+    exactly to the acquired slices. A ``damped`` method (dccubic with its default
+    noise-adaptive gain or a Tikhonov damping, :mod:`bida_app.methods.dccubic`) keeps its
+    residual instead, carried over from the slices it was given to the acquired ones: the
+    result re-degrades exactly to ``y − b ⊙ r = b ⊙ A x``, where ``b`` is the field on the
+    slices and ``r = y / b − A x`` the method's residual against the corrected slices (an
+    exact projection would undo the damping). Without a field (``b = 1``) a damped result is
+    left as it is.
 
     Parameters
     ----------
