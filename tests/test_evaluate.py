@@ -369,6 +369,8 @@ def test_tiny_bida_model_runs_with_data_consistency(tmp_path: Path) -> None:
             "gaussian",
             "--recon-profile",
             "gaussian",
+            "--dc-damping",
+            "0",  # the slices themselves as BiDA's data term
             "--steps",
             "2",
             "--device",
@@ -380,6 +382,8 @@ def test_tiny_bida_model_runs_with_data_consistency(tmp_path: Path) -> None:
     assert rc == 0
     df = pd.read_csv(tmp_path / "out" / "results.csv").set_index("method")
     assert df.loc["bida", "residual"] <= 1e-4  # DDNM + exact data consistency
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["fingerprint"]["dc_damping"] == 0.0  # BiDA's data term is part of the result
     assert df.loc["cubic", "residual"] > 1e-3  # cubic interpolation is not consistent
     assert df["cdsc"].isna().all() and df.loc["bida", "seconds"] > 0
 
@@ -462,7 +466,7 @@ def test_bida_self_fits_a_prior_per_volume_and_needs_no_weights(tmp_path: Path) 
     vol = _phantom_file(tmp_path / "ph.nii.gz", seed=4)
     args = [str(vol), str(tmp_path / "out"), "--methods", "bida-self", "cubic"]
     args += ["--scales", "5", "--profile", "gaussian", "--recon-profile", "gaussian"]
-    args += ["--steps", "2", "--device", "cpu"]
+    args += ["--steps", "2", "--device", "cpu", "--dc-damping", "0"]  # data term: the slices
     args += ["--self-prior-steps", "3", "--no-cdsc", "--no-progress"]
     assert main(args) == 0
     df = pd.read_csv(tmp_path / "out" / "results.csv").set_index("method")

@@ -120,6 +120,7 @@ def _bida(prior: str) -> Runner:
             null_shrinkage=s.null_shrinkage,
             t_start=s.t_start,
             slice_profile=s.recon_profile,
+            dc_damping=s.dc_damping,
             seed=s.seed,
             device=resolve_device(s.device),
             progress=False,

@@ -233,7 +233,7 @@ class EvalSettings:
             "null_shrinkage": self.null_shrinkage if uses_bida else None,
             "t_start": self.t_start if uses_bida else None,
             "recon_profile": self.recon_profile if uses_a else None,
-            "dc_damping": self.dc_damping if "dccubic" in self.methods else None,
+            "dc_damping": self.dc_damping if uses_a else None,
             "self_prior_steps": self.self_prior_steps
             if {"bida-self", "bida-finetune"} & set(self.methods)
             else None,

@@ -134,6 +134,13 @@ class _BidaInputSpec(BaseInterfaceInputSpec):
     n_samples = traits.Int(1, usedefault=True, desc="posterior samples (K)")
     null_shrinkage = traits.Bool(False, usedefault=True, desc="shrink disagreeing null space")
     slice_profile = traits.Enum(*PROFILES, usedefault=True, desc="slice profile of A")
+    dc_damping = traits.Either(
+        traits.Range(low=0.0),
+        traits.Enum("auto"),
+        default=DEFAULT_DC_DAMPING,
+        usedefault=True,
+        desc="data term: the slices as dccubic with this regularisation explains them",
+    )
     seed = traits.Int(0, usedefault=True, desc="random seed")
     device = traits.Str("auto", usedefault=True, nohash=True, desc="torch device")
     num_threads = traits.Int(1, usedefault=True, nohash=True, desc="CPU threads for torch")
@@ -167,6 +174,7 @@ class BidaSR(SimpleInterface):
                 n_samples=self.inputs.n_samples,
                 null_shrinkage=self.inputs.null_shrinkage,
                 slice_profile=self.inputs.slice_profile,
+                dc_damping=self.inputs.dc_damping,
                 seed=self.inputs.seed,
                 device=resolve_device(self.inputs.device),
             )

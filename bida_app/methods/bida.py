@@ -21,12 +21,14 @@ from dataclasses import dataclass, field
 import nibabel as nib
 import numpy as np
 
-from ..config import DEFAULT_SLICE_PROFILE, DEFAULT_STEPS
+from ..config import DEFAULT_DC_DAMPING, DEFAULT_SLICE_PROFILE, DEFAULT_STEPS
 from ..device import resolve_device
 from ..errors import BidaError, ExitCode
 from ..models.weights import MODEL_GRID, PLANE_SLICE_AXIS, PLANES_FOR_AXIS
 from ..physics import SliceGeometry, SliceOperator, make_profile
 from ..physics.profiles import forward_model_label, slr_tbw
+from ..preprocess.noise import reference_peak
+from .dccubic import DCCubicResult, explained_slices
 from .grid import scan_grid
 
 LOGGER = logging.getLogger(__name__)
@@ -94,6 +96,7 @@ def bida_super_resolve_image(
     null_shrinkage: bool = False,
     t_start: float = 1.0,
     slice_profile: str = DEFAULT_SLICE_PROFILE,
+    dc_damping: float | str = DEFAULT_DC_DAMPING,
     fit_grid: bool = True,
     seed: int = 0,
     device: str = "auto",
@@ -114,6 +117,11 @@ def bida_super_resolve_image(
     slice_profile : {"gaussian", "slr", "boxcar"}
         Profile of A: ``gaussian`` as in the paper, or the acquisition's own shape when it is
         known (``slr``: a sharp Shinnar-Le Roux excitation, ``boxcar``: ideal slab).
+    dc_damping : float or "auto"
+        The data term: the slices as dccubic with this regularisation explains them
+        (:func:`bida_app.methods.dccubic.explained_slices`; "auto": without the part of the
+        residual that is noise; 0: the slices themselves). The output re-degrades exactly to
+        them; its ``DataConsistencyResidual`` is against the slices given.
     weights_dir : str, optional
         Folder of plane models; default the shipped weights.
     prior : {"pretrained", "self", "finetune"}
@@ -168,6 +176,10 @@ def bida_super_resolve_image(
     zooms = np.sqrt((ras.affine[:3, :3] ** 2).sum(0))
     axis = int(np.argmax(zooms))  # ``through_axis`` of the input, in RAS voxel order
     spacing = float(zooms[axis])
+    given = np.asarray(ras.dataobj, np.float64)
+    ras, explained = explained_slices(
+        ras, axis, thickness_mm, target_mm, slice_profile, dc_damping
+    )
     planes = PLANES_FOR_AXIS[axis]
     models = models or get_plane_models(weights_dir, planes, dev)
     missing = [p for p in planes if p not in models]
@@ -237,7 +249,7 @@ def bida_super_resolve_image(
     # 5. data consistency on the output grid
     a_out = SliceOperator.from_geometry(out_geom, slice_profile)
     x = a_out.consistency(np.asarray(x, np.float64), y)
-    resid = a_out.relative_residual(x, y)
+    resid = a_out.relative_residual(x, given)
 
     out = from_ras(nib.Nifti1Image(x.astype(np.float32), out_aff, ras.header), oinfo)
     std_img = None
@@ -273,6 +285,7 @@ def bida_super_resolve_image(
         "DataConsistencyResidual": resid,
         "DataConsistencyResidualOutputGrid": resid,
         "DataConsistencyModel": forward_model_label(slice_profile),
+        **_data_term(dc_damping, explained, given),
         "Compute": res.device,
     }
     return BidaImageResult(out, std_img, sidecar)
@@ -324,6 +337,21 @@ def clip_contract(models: list) -> tuple[float, float]:
             ExitCode.BAD_DATA,
         )
     return contracts.pop()
+
+
+def _data_term(damping: float | str, explained: DCCubicResult | None, given: np.ndarray) -> dict:
+    """Sidecar fields of the data term (:func:`~bida_app.methods.dccubic.explained_slices`)."""
+    if explained is None:
+        return {"DataTerm": "the slices given", "DataConsistencyDamping": 0.0}
+    out = {
+        "DataTerm": "the slices as dccubic explains them (A x_dccubic)",
+        "DataConsistencyDamping": damping,
+    }
+    if explained.shrinkage is not None:
+        peak = reference_peak(given)
+        out["NoiseLevelEstimate"] = explained.shrinkage.sigma / peak if peak > 0 else 0.0
+        out["CorrectionKept"] = explained.shrinkage.kept
+    return out
 
 
 def _renamed(d: dict, old: str, new: str) -> dict:

@@ -49,8 +49,10 @@ class DCCubicResult(NamedTuple):
 
 def projection_is_damped(method: str, damping: float | str) -> bool:
     """Whether ``method`` run with ``damping`` leaves a damped residual for the final projection
-    to keep (:func:`bida_app.preprocess.restore.restore_acquired`'s ``damped``)."""
-    return method == "dccubic" and damping != 0
+    to keep (:func:`bida_app.preprocess.restore.restore_acquired`'s ``damped``): dccubic, and
+    BiDA (any prior), whose data term is the slices as dccubic explains them
+    (:func:`explained_slices`)."""
+    return (method == "dccubic" or method.startswith("bida")) and damping != 0
 
 
 def project_onto_slices(
@@ -187,3 +189,35 @@ def dc_cubic_super_resolve(
     out = nib.Nifti1Image(x.astype(np.float32), cubic.affine, header=cubic.header)
     out.set_data_dtype(np.float32)
     return DCCubicResult(out, geom, resid, gain)
+
+
+def explained_slices(
+    img: nib.Nifti1Image,
+    through_axis: int,
+    thickness_mm: float,
+    target_mm: float,
+    profile: str = DEFAULT_SLICE_PROFILE,
+    damping: float | str = DEFAULT_DC_DAMPING,
+) -> tuple[nib.Nifti1Image, DCCubicResult | None]:
+    """The slices as dccubic with ``damping`` explains them, ``A x_dccubic``: BiDA's data term.
+
+    For the exact projection (``damping=0``) that is ``img`` itself. Otherwise it is
+    ``y − (I − W) r`` (``"auto"``), the slices without the part of the residual that is noise,
+    or the Tikhonov-damped equivalent, so that BiDA's range-space replacement does not put back
+    what dccubic holds back.
+
+    Returns
+    -------
+    nibabel.Nifti1Image
+        The slices to condition on (float32, ``img``'s grid).
+    DCCubicResult or None
+        The dccubic run behind them (None for ``damping=0``).
+    """
+    if check_dc_damping(damping) == 0:
+        return img, None
+    res = dc_cubic_super_resolve(img, through_axis, thickness_mm, target_mm, profile, damping)
+    op = SliceOperator.from_geometry(res.geometry, profile)
+    y_hat = op(np.asarray(res.image.dataobj, np.float64)).astype(np.float32)
+    out = nib.Nifti1Image(y_hat, img.affine, header=img.header)
+    out.set_data_dtype(np.float32)
+    return out, res

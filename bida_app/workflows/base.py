@@ -104,7 +104,8 @@ def init_single_run_wf(
         Slice profile of the forward model A (dccubic, BiDA and the final projection).
     dc_damping : float or "auto"
         Regularisation of dccubic's projection ("auto": Wiener gain for the scan's noise
-        level; a number: Tikhonov damping, 0 exact; :mod:`bida_app.methods.dccubic`).
+        level; a number: Tikhonov damping, 0 exact; :mod:`bida_app.methods.dccubic`), and
+        BiDA's data term (the slices as that dccubic explains them).
     header_scale : float
         Factor applied to the voxel sizes of the input header.
     target_resolution : float
@@ -187,6 +188,7 @@ def init_single_run_wf(
                 n_samples=n_samples,
                 null_shrinkage=null_shrinkage,
                 slice_profile=slice_profile,
+                dc_damping=dc_damping,
                 seed=seed,
                 device=device,
                 num_threads=omp_nthreads,
