@@ -32,3 +32,18 @@ def thick_rat():
     geom = SliceGeometry.from_hr(1, 40, 1.0, 1.0, 0.2)
     lr = SliceOperator.from_geometry(geom)(ph.image.astype(np.float64))
     return nib.Nifti1Image(lr.astype(np.float32), np.diag([0.2, 1.0, 0.2, 1.0]))
+
+
+@pytest.fixture(scope="module")
+def random_models():
+    """Untrained tiny plane models (seed 1): the plumbing of BiDA, not its quality."""
+    import torch
+
+    from bida_app.models import PLANES, PlaneModel, UNet, UNetConfig
+
+    tiny = UNetConfig.preset("tiny")
+    out = {}
+    for plane in PLANES:
+        torch.manual_seed(1)
+        out[plane] = PlaneModel(plane, UNet(tiny).eval(), tiny)
+    return out

@@ -5,23 +5,10 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from bida_app.methods.bida import bida_super_resolve_image
 from bida_app.methods.dccubic import explained_slices, projection_is_damped
-from bida_app.models import PLANES, PlaneModel, UNet, UNetConfig
 from bida_app.physics import SliceGeometry, SliceOperator
-
-TINY = UNetConfig.preset("tiny")
-
-
-@pytest.fixture(scope="module")
-def random_models() -> dict[str, PlaneModel]:
-    out = {}
-    for plane in PLANES:
-        torch.manual_seed(2)
-        out[plane] = PlaneModel(plane, UNet(TINY).eval(), TINY)
-    return out
 
 
 @pytest.fixture(scope="module")

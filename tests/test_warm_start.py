@@ -5,23 +5,10 @@ from __future__ import annotations
 import nibabel as nib
 import numpy as np
 import pytest
-import torch
 
 from bida_app.methods.bida import bida_super_resolve_image, warm_start_volume
 from bida_app.methods.dccubic import dc_cubic_super_resolve
-from bida_app.models import PLANES, PlaneModel, UNet, UNetConfig
 from bida_app.physics import SliceGeometry, SliceOperator
-
-TINY = UNetConfig.preset("tiny")
-
-
-@pytest.fixture(scope="module")
-def random_models() -> dict[str, PlaneModel]:
-    out = {}
-    for plane in PLANES:
-        torch.manual_seed(1)
-        out[plane] = PlaneModel(plane, UNet(TINY).eval(), TINY)
-    return out
 
 
 def test_warm_start_volume_is_padded_and_consistent() -> None:
