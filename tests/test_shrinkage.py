@@ -65,3 +65,17 @@ def test_gain_is_a_shrinkage_and_the_bound_holds():
     assert residual_noise_bound(cov, g) >= 0.3 * (1 - 1e-9)
     mu = np.linalg.eigvals(wiener_gain(cov, 0.3**2 * g @ g.T))
     assert np.all(np.abs(mu.imag) < 1e-9) and mu.real.min() > -1e-9 and mu.real.max() < 1 + 1e-9
+
+
+def test_the_floor_is_taken_off_in_quadrature():
+    """What clean anatomy reads is no evidence of noise: a reading under the floor keeps the
+    exact projection, one above it is lowered in quadrature."""
+    g = _noise_map()
+    n = np.random.default_rng(4).normal(0, 0.5, (GEOM.n_lr, 20000))
+    r = np.moveaxis((g @ n).reshape(GEOM.n_lr, 100, 200), 0, 1)
+    under = shrink(r, 1, g, 0.5, floor=0.6)
+    np.testing.assert_array_equal(under.gain, np.eye(GEOM.n_lr))
+    assert under.sigma == 0.0 and under.sigma_floor == 0.6
+    lowered = shrink(r, 1, g, 0.5, floor=0.3)
+    assert lowered.sigma == pytest.approx(np.sqrt(min(0.5, lowered.sigma_residual) ** 2 - 0.09))
+    assert shrink(r, 1, g, 0.5).kept < lowered.kept < 1.0

@@ -27,9 +27,9 @@ from typing import NamedTuple
 import nibabel as nib
 import numpy as np
 
-from ..config import DEFAULT_DC_DAMPING, DEFAULT_SLICE_PROFILE, check_dc_damping
+from ..config import DEFAULT_DC_DAMPING, DEFAULT_SLICE_PROFILE, NOISE_FLOOR, check_dc_damping
 from ..physics import AxisOperator, SliceGeometry, SliceOperator
-from ..preprocess.noise import noise_sigma
+from ..preprocess.noise import noise_sigma, reference_peak
 from .cubic import cubic_matrix, cubic_super_resolve
 from .shrinkage import Shrinkage, shrink
 
@@ -136,7 +136,8 @@ def shrunk_projection(
     x0 = np.asarray(x0, np.float64)
     residual = y - op(x0)
     noise_map = np.eye(geom.n_lr) - op.matrix @ interp
-    gain = shrink(residual, geom.axis, noise_map, noise_sigma(y, geom.axis))
+    floor = NOISE_FLOOR * max(reference_peak(y), 0.0)
+    gain = shrink(residual, geom.axis, noise_map, noise_sigma(y, geom.axis), floor)
     out = x0 + op.pinv(AxisOperator(gain.gain, geom.axis)(residual))
     return out, op.relative_residual(out, y), gain
 

@@ -9,9 +9,10 @@ square error is ``W r``, ``W = I − Σ_n Σ_r⁻¹``, computed in the generalis
 ``(Σ_n, Σ_r)`` with each gain clipped to [0, 1]. Without noise ``W = I`` (the exact projection);
 a component that holds noise only is dropped.
 
-σ is the smaller of two upper bounds: the in-plane estimate
+σ starts from the smaller of two upper bounds: the in-plane estimate
 (:func:`bida_app.preprocess.noise.noise_sigma`) and the largest σ for which ``Σ_r − σ² G Gᵀ``
-stays positive semi-definite (noise cannot explain more than the residual holds).
+stays positive semi-definite (noise cannot explain more than the residual holds). What clean
+anatomy reads (``floor``, :data:`bida_app.config.NOISE_FLOOR`) is taken off in quadrature.
 """
 
 from __future__ import annotations
@@ -31,15 +32,19 @@ class Shrinkage:
     gain : ndarray, shape (n_lr, n_lr)
         ``W``; the identity when ``sigma`` is 0.
     sigma : float
-        Noise standard deviation used (the smaller of the two bounds).
+        Noise standard deviation used: the smaller of the two bounds, less the floor in
+        quadrature.
     sigma_inplane, sigma_residual : float
         The in-plane estimate and the bound from the residual's covariance.
+    sigma_floor : float
+        What clean anatomy reads, taken off.
     """
 
     gain: np.ndarray
     sigma: float
     sigma_inplane: float
     sigma_residual: float
+    sigma_floor: float = 0.0
 
     @property
     def kept(self) -> float:
@@ -82,7 +87,11 @@ def wiener_gain(cov: np.ndarray, noise_cov: np.ndarray) -> np.ndarray:
 
 
 def shrink(
-    residual: np.ndarray, axis: int, noise_map: np.ndarray, sigma_inplane: float
+    residual: np.ndarray,
+    axis: int,
+    noise_map: np.ndarray,
+    sigma_inplane: float,
+    floor: float = 0.0,
 ) -> Shrinkage:
     """The Wiener gain for ``residual`` (slices along ``axis``) with white noise of at most
     ``sigma_inplane`` reaching it through ``noise_map`` (``G = I − A C``).
@@ -97,6 +106,8 @@ def shrink(
         ``G``, how the slices' noise enters the residual.
     sigma_inplane : float
         Upper bound of the slices' noise standard deviation (same units as ``residual``).
+    floor : float
+        What a noise-free scan reads (same units), taken off in quadrature.
 
     Returns
     -------
@@ -105,13 +116,16 @@ def shrink(
     cov = residual_covariance(residual, axis)
     n = len(cov)
     scale = float(np.trace(cov)) / n
-    if scale <= 0 or sigma_inplane <= 0:
-        return Shrinkage(np.eye(n), 0.0, float(sigma_inplane), float("nan"))
+    floor = float(floor)
+    if scale <= 0 or sigma_inplane <= floor:
+        return Shrinkage(np.eye(n), 0.0, float(sigma_inplane), float("nan"), floor)
     cov = cov + 1e-12 * scale * np.eye(n)  # keeps Σ_r definite for a rank-deficient residual
     bound = residual_noise_bound(cov, noise_map)
-    sigma = min(float(sigma_inplane), bound)
+    sigma = float(np.sqrt(max(0.0, min(float(sigma_inplane), bound) ** 2 - floor**2)))
+    if sigma == 0:
+        return Shrinkage(np.eye(n), 0.0, float(sigma_inplane), bound, floor)
     gain = wiener_gain(cov, sigma**2 * (noise_map @ noise_map.T))
-    return Shrinkage(gain, sigma, float(sigma_inplane), bound)
+    return Shrinkage(gain, sigma, float(sigma_inplane), bound, floor)
 
 
 def _generalised_eigh(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
