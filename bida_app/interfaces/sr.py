@@ -69,11 +69,7 @@ class CubicSR(SimpleInterface):
                 method = "dccubic"
                 params |= {"Projection": _projection_text(damping), "Damping": damping}
                 if gain is not None:
-                    peak = reference_peak(np.asarray(img.dataobj))
-                    noise = {
-                        "NoiseLevelEstimate": gain.sigma / peak if peak > 0 else 0.0,
-                        "CorrectionKept": gain.kept,
-                    }
+                    noise = gain.sidecar(reference_peak(np.asarray(img.dataobj)))
                     params["DampingMode"] = (
                         f"auto (Wiener gain for noise level {noise['NoiseLevelEstimate']:.4f} "
                         f"of the 99th percentile; keeps {gain.kept:.0%} of the correction)"

@@ -348,9 +348,7 @@ def _data_term(damping: float | str, explained: DCCubicResult | None, given: np.
         "DataConsistencyDamping": damping,
     }
     if explained.shrinkage is not None:
-        peak = reference_peak(given)
-        out["NoiseLevelEstimate"] = explained.shrinkage.sigma / peak if peak > 0 else 0.0
-        out["CorrectionKept"] = explained.shrinkage.kept
+        out |= explained.shrinkage.sidecar(reference_peak(given))
     return out
 
 

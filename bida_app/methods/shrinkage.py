@@ -51,6 +51,14 @@ class Shrinkage:
         """Mean gain, ``tr(W) / n``: 1 keeps the whole correction, 0 drops it."""
         return float(np.trace(self.gain) / len(self.gain))
 
+    def sidecar(self, peak: float) -> dict[str, float]:
+        """``NoiseLevelEstimate`` (σ over ``peak``, the slices' 99th percentile) and
+        ``CorrectionKept``, as the sidecars report them."""
+        return {
+            "NoiseLevelEstimate": self.sigma / peak if peak > 0 else 0.0,
+            "CorrectionKept": self.kept,
+        }
+
 
 def residual_covariance(residual: np.ndarray, axis: int) -> np.ndarray:
     """``Σ_r``: covariance of ``residual`` along ``axis`` over all other voxels (uncentred)."""
