@@ -187,3 +187,11 @@ def test_participant_run_writes_boilerplate_and_report_section(tmp_path: Path):
     assert 'id="boilerplate"' in html and "cubic B-spline interpolation" in html
     assert "Biascorr" in html  # the field put back and the companion named
     assert "@software{bida," in html
+
+
+def test_bida_names_its_data_term():
+    explained = _meta("bida", DataTerm="the slices as dccubic explains them (A x_dccubic)")
+    text, _ = methods_text([explained])
+    assert "as the data-consistent cubic explains them" in text and "Wiener gain" in text
+    plain, _ = methods_text([_meta("bida", DataTerm="the slices given")])
+    assert "with the acquired data at every step" in plain and "Wiener" not in plain

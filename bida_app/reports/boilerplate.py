@@ -47,7 +47,7 @@ METHOD_TEXT: dict[str, tuple[str, list[str]]] = {
         "objective [@flow_matching] served as priors, one for each slice plane that contains "
         "the through-plane axis ({planes}). {prior_text} Every slice of each plane was sampled "
         "with DDIM [@ddim] ({steps} steps, η = {eta}), replacing the range-space component "
-        "with the acquired data at every step as in DDNM [@ddnm], with a forward model A made "
+        "with {data_text} at every step as in DDNM [@ddnm], with a forward model A made "
         "of a {profile} slice profile (FWHM equal to the slice thickness) followed by slice "
         "sampling; the two plane volumes were averaged. {samples_text}",
         ["gharib_bida", "ddpm", "flow_matching", "ddim", "ddnm"],
@@ -133,6 +133,17 @@ def _inverse_text(params: list[dict]) -> str:
     )
 
 
+def _data_text(metas: list[dict]) -> str:
+    """What BiDA's range-space replacement used (``DataTerm``): the slices, or the slices as
+    the data-consistent cubic explains them."""
+    if any(str(m.get("DataTerm", "")).startswith("the slices as dccubic") for m in metas):
+        return (
+            "the acquired slices as the data-consistent cubic explains them (the part of its "
+            "residual attributed to the scan's noise held back by a Wiener gain)"
+        )
+    return "the acquired data"
+
+
 def describe_method(method: str, metas: list[dict]) -> tuple[str, list[str]]:
     """Sentences and references for the runs of one method.
 
@@ -171,6 +182,7 @@ def describe_method(method: str, metas: list[dict]) -> tuple[str, list[str]]:
         prior_text=_priors_text(metas),
         samples_text=samples_text,
         inverse_text=_inverse_text(params),
+        data_text=_data_text(metas),
     )
     if "slr" in text.lower():
         text = text.replace("slr slice profile", "Shinnar–Le Roux (SLR) [@slr] slice profile")
