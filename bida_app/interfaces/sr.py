@@ -14,6 +14,17 @@ from ._base import BaseInterfaceInputSpec, File, SimpleInterface, TraitedSpec, i
 PROFILES = (DEFAULT_SLICE_PROFILE, *(k for k in PROFILE_KINDS if k != DEFAULT_SLICE_PROFILE))
 
 
+def _dc_damping_trait(desc: str) -> traits.Either:
+    """``--dc_damping``: "auto" or a number >= 0 (default :data:`DEFAULT_DC_DAMPING`)."""
+    return traits.Either(
+        traits.Range(low=0.0),
+        traits.Enum("auto"),
+        default=DEFAULT_DC_DAMPING,
+        usedefault=True,
+        desc=desc,
+    )
+
+
 class _CubicInputSpec(BaseInterfaceInputSpec):
     in_file = File(exists=True, mandatory=True, desc="thick-slice image")
     through_axis = traits.Int(mandatory=True, desc="voxel axis of the through-plane direction")
@@ -23,13 +34,9 @@ class _CubicInputSpec(BaseInterfaceInputSpec):
         False, usedefault=True, desc="project onto the slices after interpolation (dccubic)"
     )
     slice_profile = traits.Enum(*PROFILES, usedefault=True, desc="slice profile of A")
-    dc_damping = traits.Either(
-        traits.Range(low=0.0),
-        traits.Enum("auto"),
-        default=DEFAULT_DC_DAMPING,
-        usedefault=True,
-        desc='regularisation of the projection ("auto": Wiener gain for the scan\'s noise; '
-        "a number >= 0: Tikhonov damping, 0 exact)",
+    dc_damping = _dc_damping_trait(
+        'regularisation of the projection ("auto": Wiener gain for the scan\'s noise; '
+        "a number >= 0: Tikhonov damping, 0 exact)"
     )
 
 
@@ -130,12 +137,8 @@ class _BidaInputSpec(BaseInterfaceInputSpec):
     n_samples = traits.Int(1, usedefault=True, desc="posterior samples (K)")
     null_shrinkage = traits.Bool(False, usedefault=True, desc="shrink disagreeing null space")
     slice_profile = traits.Enum(*PROFILES, usedefault=True, desc="slice profile of A")
-    dc_damping = traits.Either(
-        traits.Range(low=0.0),
-        traits.Enum("auto"),
-        default=DEFAULT_DC_DAMPING,
-        usedefault=True,
-        desc="data term: the slices as dccubic with this regularisation explains them",
+    dc_damping = _dc_damping_trait(
+        "data term: the slices as dccubic with this regularisation explains them"
     )
     seed = traits.Int(0, usedefault=True, desc="random seed")
     device = traits.Str("auto", usedefault=True, nohash=True, desc="torch device")
