@@ -28,10 +28,10 @@ import nibabel as nib
 import numpy as np
 
 from ..config import DEFAULT_DC_DAMPING, DEFAULT_SLICE_PROFILE, NOISE_FLOOR, check_dc_damping
-from ..physics import AxisOperator, SliceGeometry, SliceOperator
+from ..physics import SliceGeometry, SliceOperator
 from ..preprocess.noise import noise_sigma, reference_peak
 from .cubic import cubic_matrix, cubic_super_resolve
-from .shrinkage import Shrinkage, shrink
+from .shrinkage import Shrinkage, intensity_groups, shrink
 
 
 class DCCubicResult(NamedTuple):
@@ -107,7 +107,8 @@ def shrunk_projection(
     interp: np.ndarray,
     profile: str = DEFAULT_SLICE_PROFILE,
 ) -> tuple[np.ndarray, float, Shrinkage]:
-    """``x0 + A⁺ W (y − A x0)`` with the Wiener gain ``W`` of :mod:`~bida_app.methods.shrinkage`.
+    """``x0 + A⁺ W (y − A x0)`` with the Wiener gains ``W`` of :mod:`~bida_app.methods.shrinkage`
+    (one per intensity group of in-plane positions).
 
     Parameters
     ----------
@@ -137,8 +138,9 @@ def shrunk_projection(
     residual = y - op(x0)
     noise_map = np.eye(geom.n_lr) - op.matrix @ interp
     floor = NOISE_FLOOR * max(reference_peak(y), 0.0)
-    gain = shrink(residual, geom.axis, noise_map, noise_sigma(y, geom.axis), floor)
-    out = x0 + op.pinv(AxisOperator(gain.gain, geom.axis)(residual))
+    groups = intensity_groups(y, geom.axis)
+    gain = shrink(residual, geom.axis, noise_map, noise_sigma(y, geom.axis), floor, groups)
+    out = x0 + op.pinv(gain.apply(residual, geom.axis))
     return out, op.relative_residual(out, y), gain
 
 

@@ -13,6 +13,11 @@ a component that holds noise only is dropped.
 (:func:`bida_app.preprocess.noise.noise_sigma`) and the largest σ for which ``Σ_r − σ² G Gᵀ``
 stays positive semi-definite (noise cannot explain more than the residual holds). What clean
 anatomy reads (``floor``, :data:`bida_app.config.NOISE_FLOOR`) is taken off in quadrature.
+
+Signal and noise are not stationary across a scan: in air and dark tissue the residual is mostly
+noise, in bright anatomy mostly signal. ``Σ_r`` and ``W`` are therefore computed per group of
+in-plane positions of similar intensity (:func:`intensity_groups`, :data:`GROUPS` quantile
+bins of the slices' mean along the slice axis); σ is one for the scan.
 """
 
 from __future__ import annotations
@@ -22,15 +27,20 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
+GROUPS = 8
+"""Intensity groups with a gain of their own (quantile bins of equal size)."""
+
 
 @dataclass(frozen=True)
 class Shrinkage:
-    """The gain applied to a residual, and the noise it was derived for.
+    """The gains applied to a residual, and the noise they were derived for.
 
     Attributes
     ----------
-    gain : ndarray, shape (n_lr, n_lr)
-        ``W``; the identity when ``sigma`` is 0.
+    gains : ndarray, shape (n_groups, n_lr, n_lr)
+        ``W`` of each intensity group; identities when ``sigma`` is 0.
+    groups : ndarray of int
+        The group of each in-plane position (the residual's shape without its slice axis).
     sigma : float
         Noise standard deviation used: the smaller of the two bounds, less the floor in
         quadrature.
@@ -40,7 +50,8 @@ class Shrinkage:
         What clean anatomy reads, taken off.
     """
 
-    gain: np.ndarray
+    gains: np.ndarray
+    groups: np.ndarray
     sigma: float
     sigma_inplane: float
     sigma_residual: float
@@ -48,8 +59,22 @@ class Shrinkage:
 
     @property
     def kept(self) -> float:
-        """Mean gain, ``tr(W) / n``: 1 keeps the whole correction, 0 drops it."""
-        return float(np.trace(self.gain) / len(self.gain))
+        """Mean gain over the scan, ``tr(W) / n`` weighted by group size: 1 keeps the whole
+        correction, 0 drops it."""
+        sizes = np.bincount(self.groups.ravel(), minlength=len(self.gains))
+        traces = np.trace(self.gains, axis1=1, axis2=2) / self.gains.shape[1]
+        return float(np.sum(sizes * traces) / max(sizes.sum(), 1))
+
+    def apply(self, residual: np.ndarray, axis: int) -> np.ndarray:
+        """``W r`` with each in-plane position's group gain, along ``axis``."""
+        r = np.moveaxis(np.asarray(residual, np.float64), axis, 0)
+        flat = r.reshape(r.shape[0], -1)
+        labels = self.groups.ravel()
+        out = np.empty_like(flat)
+        for g, gain in enumerate(self.gains):
+            sel = labels == g
+            out[:, sel] = gain @ flat[:, sel]
+        return np.moveaxis(out.reshape(r.shape), 0, axis)
 
     def sidecar(self, peak: float) -> dict[str, float]:
         """``NoiseLevelEstimate`` (σ over ``peak``, the slices' 99th percentile) and
@@ -64,6 +89,20 @@ def residual_covariance(residual: np.ndarray, axis: int) -> np.ndarray:
     """``Σ_r``: covariance of ``residual`` along ``axis`` over all other voxels (uncentred)."""
     r = np.moveaxis(np.asarray(residual, np.float64), axis, 0).reshape(residual.shape[axis], -1)
     return r @ r.T / max(r.shape[1], 1)
+
+
+def intensity_groups(y: np.ndarray, axis: int, n_groups: int = GROUPS) -> np.ndarray:
+    """Group of each in-plane position: quantile bin of the slices' mean along ``axis``.
+
+    Examples
+    --------
+    >>> y = np.arange(8.0)[None, :].repeat(3, axis=0)  # 3 slices along axis 0
+    >>> intensity_groups(y, 0, 4).tolist()
+    [0, 0, 1, 1, 2, 2, 3, 3]
+    """
+    level = np.asarray(y, np.float64).mean(axis=axis)
+    edges = np.quantile(level, np.linspace(0.0, 1.0, n_groups + 1)[1:-1])
+    return np.searchsorted(edges, level, side="right").clip(0, n_groups - 1)
 
 
 def residual_noise_bound(cov: np.ndarray, noise_map: np.ndarray) -> float:
@@ -100,6 +139,7 @@ def shrink(
     noise_map: np.ndarray,
     sigma_inplane: float,
     floor: float = 0.0,
+    groups: np.ndarray | None = None,
 ) -> Shrinkage:
     """The Wiener gain for ``residual`` (slices along ``axis``) with white noise of at most
     ``sigma_inplane`` reaching it through ``noise_map`` (``G = I − A C``).
@@ -116,24 +156,37 @@ def shrink(
         Upper bound of the slices' noise standard deviation (same units as ``residual``).
     floor : float
         What a noise-free scan reads (same units), taken off in quadrature.
+    groups : ndarray of int, optional
+        Group of each in-plane position (:func:`intensity_groups`); default one group.
 
     Returns
     -------
     Shrinkage
     """
+    shape = tuple(n for i, n in enumerate(np.shape(residual)) if i != axis % np.ndim(residual))
+    groups = np.zeros(shape, int) if groups is None else np.asarray(groups, int)
+    n_groups = int(groups.max()) + 1 if groups.size else 1
     cov = residual_covariance(residual, axis)
     n = len(cov)
+    identity = np.broadcast_to(np.eye(n), (n_groups, n, n)).copy()
     scale = float(np.trace(cov)) / n
     floor = float(floor)
     if scale <= 0 or sigma_inplane <= floor:
-        return Shrinkage(np.eye(n), 0.0, float(sigma_inplane), float("nan"), floor)
-    cov = cov + 1e-12 * scale * np.eye(n)  # keeps Σ_r definite for a rank-deficient residual
-    bound = residual_noise_bound(cov, noise_map)
+        return Shrinkage(identity, groups, 0.0, float(sigma_inplane), float("nan"), floor)
+    ridge = 1e-12 * scale * np.eye(n)  # keeps Σ_r definite for a rank-deficient residual
+    bound = residual_noise_bound(cov + ridge, noise_map)
     sigma = float(np.sqrt(max(0.0, min(float(sigma_inplane), bound) ** 2 - floor**2)))
     if sigma == 0:
-        return Shrinkage(np.eye(n), 0.0, float(sigma_inplane), bound, floor)
-    gain = wiener_gain(cov, sigma**2 * (noise_map @ noise_map.T))
-    return Shrinkage(gain, sigma, float(sigma_inplane), bound, floor)
+        return Shrinkage(identity, groups, 0.0, float(sigma_inplane), bound, floor)
+    noise_cov = sigma**2 * (noise_map @ noise_map.T)
+    r = np.moveaxis(np.asarray(residual, np.float64), axis, 0).reshape(n, -1)
+    labels = groups.ravel()
+    gains = identity
+    for g in range(n_groups):
+        cols = r[:, labels == g]
+        if cols.shape[1]:
+            gains[g] = wiener_gain(cols @ cols.T / cols.shape[1] + ridge, noise_cov)
+    return Shrinkage(gains, groups, sigma, float(sigma_inplane), bound, floor)
 
 
 def _generalised_eigh(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
