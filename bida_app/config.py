@@ -34,8 +34,8 @@ DEFAULT_SLR_TBW = 4.0
 #: Regularisation of dccubic's projection onto the slices (``--dc_damping``).
 #: ``"auto"`` multiplies the residual by the Wiener gain for the scan's own noise level
 #: (:mod:`bida_app.methods.shrinkage`): exact on noise-free slices. On both real mice it is
-#: within 0.002 dB of the exact projection up to 0.5 % Rician noise and 0.03-0.58 dB (2 %) and
-#: 0.16-1.31 dB (4 %) above it (docs/evaluation.md). A number λ is the Tikhonov damping
+#: within 0.004 dB of the exact projection up to 0.5 % Rician noise and 0.06-0.73 dB (2 %) and
+#: 0.25-1.40 dB (4 %) above it (docs/evaluation.md). A number λ is the Tikhonov damping
 #: ``Aᵀ(AAᵀ + λ d I)⁻¹`` (d = mean diag(AAᵀ); 0 is exact; 0.1, the 0.5.0 default, also holds
 #: back what a sharper true slice profile would make wrong).
 DEFAULT_DC_DAMPING: float | str = "auto"
