@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 
 import nibabel as nib
 import numpy as np
+from physics_operator import best_time  # benchmarks/physics_operator.py (run from this folder)
 
 from bida_app.demo.phantom import make_rat_phantom
 from bida_app.methods.cubic import cubic_super_resolve
@@ -30,17 +30,6 @@ from bida_app.methods.dccubic import dc_cubic_super_resolve
 from bida_app.physics.simulate import simulate_lr
 
 logger = logging.getLogger("benchmarks.dccubic")
-
-
-def best_time(fn, repeats: int) -> float:
-    """Best wall time (s) of ``fn`` over ``repeats`` runs, after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def main() -> None:
@@ -63,7 +52,7 @@ def main() -> None:
         "dccubic, λ = 0.1": lambda: dc_cubic_super_resolve(lr, 1, 1.0, 0.2, damping=0.1),
         "dccubic, auto (default)": lambda: dc_cubic_super_resolve(lr, 1, 1.0, 0.2, damping="auto"),
     }
-    seconds = {name: best_time(fn, args.repeats) for name, fn in runs.items()}
+    seconds = {name: best_time(fn, args.repeats, lambda: None) for name, fn in runs.items()}
     exact = seconds["dccubic, exact"]
     logger.info("| method | s | / exact |")
     logger.info("| --- | --- | --- |")
