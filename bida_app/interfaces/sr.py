@@ -60,7 +60,6 @@ class CubicSR(SimpleInterface):
         from ..methods.cubic import cubic_super_resolve
         from ..methods.dccubic import dc_cubic_super_resolve
         from ..physics import SliceOperator
-        from ..preprocess.noise import reference_peak
 
         img = nib.load(self.inputs.in_file)
         args = (img, self.inputs.through_axis, self.inputs.thickness_mm, self.inputs.target_mm)
@@ -76,7 +75,7 @@ class CubicSR(SimpleInterface):
                 method = "dccubic"
                 params |= {"Projection": _projection_text(damping), "Damping": damping}
                 if gain is not None:
-                    noise = gain.sidecar(reference_peak(np.asarray(img.dataobj)))
+                    noise = gain.sidecar()
                     params["DampingMode"] = (
                         f"auto (Wiener gain for noise level {noise['NoiseLevelEstimate']:.4f} "
                         f"of the 99th percentile; keeps {gain.kept:.0%} of the correction)"

@@ -27,7 +27,6 @@ from ..errors import BidaError, ExitCode
 from ..models.weights import MODEL_GRID, PLANE_SLICE_AXIS, PLANES_FOR_AXIS
 from ..physics import SliceGeometry, SliceOperator, make_profile
 from ..physics.profiles import forward_model_label, slr_tbw
-from ..preprocess.noise import reference_peak
 from .dccubic import DCCubicResult, explained_slices
 from .grid import scan_grid
 
@@ -285,7 +284,7 @@ def bida_super_resolve_image(
         "DataConsistencyResidual": resid,
         "DataConsistencyResidualOutputGrid": resid,
         "DataConsistencyModel": forward_model_label(slice_profile),
-        **_data_term(dc_damping, explained, given),
+        **_data_term(dc_damping, explained),
         "Compute": res.device,
     }
     return BidaImageResult(out, std_img, sidecar)
@@ -339,7 +338,7 @@ def clip_contract(models: list) -> tuple[float, float]:
     return contracts.pop()
 
 
-def _data_term(damping: float | str, explained: DCCubicResult | None, given: np.ndarray) -> dict:
+def _data_term(damping: float | str, explained: DCCubicResult | None) -> dict:
     """Sidecar fields of the data term (:func:`~bida_app.methods.dccubic.explained_slices`)."""
     if explained is None:
         return {"DataTerm": "the slices given", "DataConsistencyDamping": 0.0}
@@ -348,7 +347,7 @@ def _data_term(damping: float | str, explained: DCCubicResult | None, given: np.
         "DataConsistencyDamping": damping,
     }
     if explained.shrinkage is not None:
-        out |= explained.shrinkage.sidecar(reference_peak(given))
+        out |= explained.shrinkage.sidecar()
     return out
 
 

@@ -137,9 +137,10 @@ def shrunk_projection(
     x0 = np.asarray(x0, np.float64)
     residual = y - op(x0)
     noise_map = np.eye(geom.n_lr) - op.matrix @ interp
-    floor = NOISE_FLOOR * max(reference_peak(y), 0.0)
+    peak = max(reference_peak(y), 0.0)
     groups = intensity_groups(y, geom.axis)
-    gain = shrink(residual, geom.axis, noise_map, noise_sigma(y, geom.axis), floor, groups)
+    sigma = noise_sigma(y, geom.axis)
+    gain = shrink(residual, geom.axis, noise_map, sigma, NOISE_FLOOR * peak, groups, peak)
     out = x0 + op.pinv(gain.apply(residual, geom.axis))
     return out, op.relative_residual(out, y), gain
 

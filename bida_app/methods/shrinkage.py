@@ -48,6 +48,9 @@ class Shrinkage:
         The in-plane estimate and the bound from the residual's covariance.
     sigma_floor : float
         What clean anatomy reads, taken off.
+    reference : float
+        The intensity a relative noise level refers to (the slices' 99th percentile; 0 if
+        not given).
     """
 
     gains: np.ndarray
@@ -56,6 +59,7 @@ class Shrinkage:
     sigma_inplane: float
     sigma_residual: float
     sigma_floor: float = 0.0
+    reference: float = 0.0
 
     @property
     def kept(self) -> float:
@@ -76,19 +80,13 @@ class Shrinkage:
             out[:, sel] = gain @ flat[:, sel]
         return np.moveaxis(out.reshape(r.shape), 0, axis)
 
-    def sidecar(self, peak: float) -> dict[str, float]:
-        """``NoiseLevelEstimate`` (σ over ``peak``, the slices' 99th percentile) and
-        ``CorrectionKept``, as the sidecars report them."""
+    def sidecar(self) -> dict[str, float]:
+        """``NoiseLevelEstimate`` (σ over :attr:`reference`) and ``CorrectionKept``, as the
+        sidecars report them."""
         return {
-            "NoiseLevelEstimate": self.sigma / peak if peak > 0 else 0.0,
+            "NoiseLevelEstimate": self.sigma / self.reference if self.reference > 0 else 0.0,
             "CorrectionKept": self.kept,
         }
-
-
-def residual_covariance(residual: np.ndarray, axis: int) -> np.ndarray:
-    """``Σ_r``: covariance of ``residual`` along ``axis`` over all other voxels (uncentred)."""
-    r = np.moveaxis(np.asarray(residual, np.float64), axis, 0).reshape(residual.shape[axis], -1)
-    return r @ r.T / max(r.shape[1], 1)
 
 
 def intensity_groups(y: np.ndarray, axis: int, n_groups: int = GROUPS) -> np.ndarray:
@@ -140,6 +138,7 @@ def shrink(
     sigma_inplane: float,
     floor: float = 0.0,
     groups: np.ndarray | None = None,
+    reference: float = 0.0,
 ) -> Shrinkage:
     """The Wiener gain for ``residual`` (slices along ``axis``) with white noise of at most
     ``sigma_inplane`` reaching it through ``noise_map`` (``G = I − A C``).
@@ -158,35 +157,40 @@ def shrink(
         What a noise-free scan reads (same units), taken off in quadrature.
     groups : ndarray of int, optional
         Group of each in-plane position (:func:`intensity_groups`); default one group.
+    reference : float
+        Recorded as :attr:`Shrinkage.reference` (what the sidecar's relative level refers to).
 
     Returns
     -------
     Shrinkage
     """
-    shape = tuple(n for i, n in enumerate(np.shape(residual)) if i != axis % np.ndim(residual))
-    groups = np.zeros(shape, int) if groups is None else np.asarray(groups, int)
+    r = np.moveaxis(np.asarray(residual, np.float64), axis, 0)
+    groups = np.zeros(r.shape[1:], int) if groups is None else np.asarray(groups, int)
     n_groups = int(groups.max()) + 1 if groups.size else 1
-    cov = residual_covariance(residual, axis)
-    n = len(cov)
-    identity = np.broadcast_to(np.eye(n), (n_groups, n, n)).copy()
+    n = r.shape[0]
+    r = r.reshape(n, -1)
+    cov = r @ r.T / max(r.shape[1], 1)  # Σ_r over the whole scan (uncentred)
+    gains = np.broadcast_to(np.eye(n), (n_groups, n, n)).copy()
+    floor, sigma_inplane = float(floor), float(sigma_inplane)
+
+    def result(sigma: float, bound: float) -> Shrinkage:
+        return Shrinkage(gains, groups, sigma, sigma_inplane, bound, floor, float(reference))
+
     scale = float(np.trace(cov)) / n
-    floor = float(floor)
     if scale <= 0 or sigma_inplane <= floor:
-        return Shrinkage(identity, groups, 0.0, float(sigma_inplane), float("nan"), floor)
+        return result(0.0, float("nan"))
     ridge = 1e-12 * scale * np.eye(n)  # keeps Σ_r definite for a rank-deficient residual
     bound = residual_noise_bound(cov + ridge, noise_map)
-    sigma = float(np.sqrt(max(0.0, min(float(sigma_inplane), bound) ** 2 - floor**2)))
+    sigma = float(np.sqrt(max(0.0, min(sigma_inplane, bound) ** 2 - floor**2)))
     if sigma == 0:
-        return Shrinkage(identity, groups, 0.0, float(sigma_inplane), bound, floor)
+        return result(0.0, bound)
     noise_cov = sigma**2 * (noise_map @ noise_map.T)
-    r = np.moveaxis(np.asarray(residual, np.float64), axis, 0).reshape(n, -1)
     labels = groups.ravel()
-    gains = identity
     for g in range(n_groups):
         cols = r[:, labels == g]
         if cols.shape[1]:
             gains[g] = wiener_gain(cols @ cols.T / cols.shape[1] + ridge, noise_cov)
-    return Shrinkage(gains, groups, sigma, float(sigma_inplane), bound, floor)
+    return result(sigma, bound)
 
 
 def _generalised_eigh(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
