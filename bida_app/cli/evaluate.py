@@ -12,9 +12,9 @@ from ..errors import BidaError
 from .options import (
     add_axis_option,
     add_device_option,
+    add_noise_option,
     command_parser,
     damping_spec,
-    non_negative_float,
     positive_int,
     start_time,
 )
@@ -108,13 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         default=SIMULATION_TBW,
         help="time-bandwidth product of the simulated SLR slices (default: %(default)g)",
     )
-    p.add_argument(
-        "--noise",
-        type=non_negative_float,
-        default=0.0,
-        metavar="LEVEL",
-        help="Rician noise on the simulated slices: standard deviation per channel as a "
-        "fraction of the HR volume's 99th percentile (default: 0, noise-free)",
+    add_noise_option(
+        p,
+        "Rician noise on the simulated slices: standard deviation per channel as a fraction "
+        "of the HR volume's 99th percentile (default: 0, noise-free)",
     )
     add_axis_option(
         p, "through-plane world axis of the simulated slices (default: AP)", default="AP"

@@ -124,6 +124,13 @@ def add_device_option(p: Any, help: str, default: str = "auto") -> argparse.Acti
     return p.add_argument("--device", type=device_spec, default=default, help=help)
 
 
+def add_noise_option(p: Any, help: str) -> argparse.Action:
+    """``--noise LEVEL``: Rician noise on simulated slices, a finite number >= 0 (default 0)."""
+    return p.add_argument(
+        "--noise", type=non_negative_float, default=0.0, metavar="LEVEL", help=help
+    )
+
+
 def add_axis_option(p: Any, help: str, **kwargs: Any) -> argparse.Action:
     """``--axis {LR,AP,SI}`` (any case): a through-plane direction in world terms."""
     return p.add_argument("--axis", type=str.upper, choices=AXIS_CHOICES, help=help, **kwargs)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..config import SIMULATION_TBW
 from ..errors import BidaError
-from .options import add_axis_option, command_parser, non_negative_float, positive_float
+from .options import add_axis_option, add_noise_option, command_parser, positive_float
 
 LOGGER = logging.getLogger("bida")
 
@@ -67,13 +67,10 @@ def add_arguments(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         help="narrow the kernel to sqrt(thickness^2 - voxel^2) to account for the HR voxel's "
         "own blur (exact for Gaussian profiles only)",
     )
-    p.add_argument(
-        "--noise",
-        type=non_negative_float,
-        default=0.0,
-        metavar="LEVEL",
-        help="Rician noise: standard deviation per channel as a fraction of the HR volume's "
-        "99th percentile (e.g. 0.02; default 0: noise-free)",
+    add_noise_option(
+        p,
+        "Rician noise: standard deviation per channel as a fraction of the HR volume's 99th "
+        "percentile (e.g. 0.02; default 0: noise-free)",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of the noise")
     p.add_argument(
