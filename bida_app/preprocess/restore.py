@@ -77,8 +77,9 @@ def restore_acquired(
     """Put the bias field back into ``sr_img`` and re-project it onto the acquired slices.
 
     For an exact method the projection is onto ``y`` itself, so the result re-degrades
-    exactly to the acquired slices. A ``damped`` method (dccubic with its default
-    noise-adaptive gain or a Tikhonov damping, :mod:`bida_app.methods.dccubic`) keeps its
+    exactly to the acquired slices. A ``damped`` method (dccubic or BiDA with the default
+    noise-adaptive ``--dc_damping`` or a Tikhonov damping,
+    :func:`bida_app.methods.dccubic.projection_is_damped`) keeps its
     residual instead, carried over from the slices it was given to the acquired ones: the
     result re-degrades exactly to ``y − b ⊙ r = b ⊙ A x``, where ``b`` is the field on the
     slices and ``r = y / b − A x`` the method's residual against the corrected slices (an
